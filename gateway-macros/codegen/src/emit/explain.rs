@@ -1,0 +1,87 @@
+//! The human-readable route table: what `gateway routes` prints and what a
+//! pull request's snapshot diff shows.
+
+use crate::spec::Credential;
+use crate::validate::{values, Checked, RouteIr};
+
+/// Methods as written in an `Allow` header, or `any`.
+pub fn methods_text(bits: u16) -> String {
+    if bits == values::ALL_METHODS {
+        return "any".into();
+    }
+    values::METHODS
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(m, _)| *m)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn duration_text(ms: u64) -> String {
+    match ms {
+        n if n % 3_600_000 == 0 => format!("{}h", n / 3_600_000),
+        n if n % 60_000 == 0 => format!("{}m", n / 60_000),
+        n if n % 1000 == 0 => format!("{}s", n / 1000),
+        n => format!("{n}ms"),
+    }
+}
+
+fn policy_text(r: &RouteIr) -> String {
+    let mut parts = vec![r.policy_name.clone().unwrap_or_else(|| "-".into())];
+    for c in &r.forward {
+        parts.push(match c {
+            Credential::Authorization => "+authorization".into(),
+            Credential::ServiceToken => "+service_token".into(),
+        });
+    }
+    parts.join(" ")
+}
+
+/// The route table as aligned plain text.
+pub fn explain(c: &Checked) -> String {
+    let header = ["ROUTE", "METHODS", "SERVICE", "UPSTREAM", "POLICY", "TIMEOUT", "ID"];
+    let mut rows: Vec<[String; 7]> = vec![header.map(String::from)];
+    for r in &c.routes {
+        rows.push([
+            r.pattern_text.clone(),
+            methods_text(r.methods),
+            c.services[r.service].name.clone(),
+            r.upstream_text.clone(),
+            policy_text(r),
+            duration_text(r.timeout_ms),
+            r.id.clone(),
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let g = &c.gateway;
+    let mut out = format!(
+        "gateway `{}` listening on {} ({} routes, {} services)\n\n",
+        g.name,
+        g.listen,
+        c.routes.len(),
+        c.services.len()
+    );
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str("\nSERVICE");
+    let sw = c.services.iter().map(|s| s.name.len()).max().unwrap_or(0).max(7);
+    out.push_str(&" ".repeat(sw - 7 + 2));
+    out.push_str("URL (environment variable, default)\n");
+    for s in &c.services {
+        out.push_str(&format!("{:sw$}  ${} or {}\n", s.name, s.env, s.default_url));
+    }
+    out.push_str("\n/health is answered by the gateway itself. GET routes also answer HEAD.\n");
+    out
+}

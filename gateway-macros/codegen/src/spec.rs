@@ -1,0 +1,246 @@
+//! The spec model: `gateway.yaml` as written, parsed with serde.
+//!
+//! Every struct denies unknown fields, so a typo is a located build error.
+//! Fields that later work will implement are declared now as [`Planned`], so
+//! the schema is whole and a planned field is rejected with a message that
+//! says so instead of being silently ignored.
+
+mod locate;
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::diag::{Diagnostic, Diagnostics};
+
+pub use locate::{PathSeg, SpecPath};
+
+/// The whole spec file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Settings of the gateway process itself.
+    pub gateway: Gateway,
+    /// Upstream services, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    /// Named, reusable policies.
+    #[serde(default)]
+    pub policies: BTreeMap<String, Policy>,
+    /// The route table.
+    pub routes: Vec<Route>,
+}
+
+/// `gateway:`: name, listener and gateway-wide defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    /// The gateway's name: `Via`, outbound `X-Service-Name`, logs.
+    pub name: String,
+    /// `host:port` to listen on; `GATEWAY_LISTEN` overrides it.
+    pub listen: String,
+    /// Addresses or CIDR blocks whose `X-Forwarded-*` chain is trusted.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Gateway-wide timeouts.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// TLS termination (planned).
+    pub tls: Option<Planned>,
+    /// JWT verification settings (planned).
+    pub jwt: Option<Planned>,
+    /// HMAC service-auth settings (planned).
+    pub service_auth: Option<Planned>,
+}
+
+/// Gateway-wide timeouts, as duration strings (`250ms`, `5s`, `1m`, `1h`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP connect to an upstream. Default `5s`.
+    pub connect: Option<String>,
+    /// Time for an upstream to answer with a response head. Default `30s`.
+    pub upstream: Option<String>,
+    /// How long in-flight requests may finish after SIGTERM. Default `30s`.
+    pub drain: Option<String>,
+    /// Time a client has to send its request head. Default `10s`.
+    pub header_read: Option<String>,
+}
+
+/// An upstream service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Base URL: an environment variable and a default.
+    pub url: ServiceUrl,
+    /// Outbound identity (planned).
+    pub identity: Option<Planned>,
+    /// Upstream TLS settings (planned).
+    pub tls: Option<Planned>,
+    /// Circuit breaker (planned).
+    pub circuit_breaker: Option<Planned>,
+    /// Allow a plain-HTTP URL in production (planned).
+    pub allow_plaintext: Option<Planned>,
+}
+
+/// `url: { env: NAME, default: http://... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUrl {
+    /// The environment variable holding the base URL.
+    pub env: String,
+    /// The URL used when the variable is unset.
+    pub default: String,
+}
+
+/// One route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Explicit route id; derived from the path when absent.
+    pub id: Option<String>,
+    /// The public path pattern.
+    pub path: String,
+    /// Allowed methods; all standard methods when absent.
+    pub methods: Option<Vec<String>>,
+    /// Upstream service name.
+    pub service: String,
+    /// Upstream path template.
+    pub upstream: String,
+    /// A named policy, or an inline one.
+    pub policy: Option<PolicyRef>,
+    /// Several live API versions (planned).
+    pub versions: Option<Planned>,
+    /// Canary split (planned).
+    pub canary: Option<Planned>,
+}
+
+/// `policy: name` or `policy: { ... }`.
+#[derive(Debug)]
+pub enum PolicyRef {
+    /// A policy declared under `policies:`.
+    Named(String),
+    /// A policy written on the route itself.
+    Inline(Box<Policy>),
+}
+
+/// A policy: what runs between matching and proxying.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Upstream response-head timeout for the route.
+    pub timeout: Option<String>,
+    /// Client credentials forwarded upstream (stripped otherwise).
+    pub forward_credentials: Option<Vec<Credential>>,
+    /// User authentication (planned).
+    pub auth: Option<Planned>,
+    /// Required roles (planned).
+    pub roles: Option<Planned>,
+    /// HMAC service authentication (planned).
+    pub service_auth: Option<Planned>,
+    /// Shared service token (planned).
+    pub service_token: Option<Planned>,
+    /// Rate limit (planned).
+    pub rate_limit: Option<Planned>,
+    /// CORS (planned).
+    pub cors: Option<Planned>,
+    /// Retries (planned).
+    pub retries: Option<Planned>,
+    /// Request body limit (planned).
+    pub body_limit: Option<Planned>,
+}
+
+/// A client credential that a route may forward upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credential {
+    /// The `Authorization` header.
+    Authorization,
+    /// The `X-Service-Token` header.
+    ServiceToken,
+}
+
+/// A field that the schema reserves for work not done yet. Any value parses;
+/// validation turns its presence into an error that says so.
+#[derive(Debug)]
+pub struct Planned;
+
+impl<'de> Deserialize<'de> for Planned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de::IgnoredAny::deserialize(d).map(|_| Planned)
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PolicyRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a policy name or a policy mapping")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PolicyRef, E> {
+                Ok(PolicyRef::Named(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PolicyRef, A::Error> {
+                Policy::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|p| PolicyRef::Inline(Box::new(p)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The parsed spec with the text it came from, so that any later
+/// diagnostic can point at a line and column.
+#[derive(Debug)]
+pub struct Source<'a> {
+    /// The file name used in diagnostics (`gateway.yaml`).
+    pub file: &'a str,
+    /// The spec text.
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// Parses the spec.
+    ///
+    /// # Errors
+    /// A YAML syntax error, an unknown field or a wrongly typed value, located.
+    pub fn parse(&self) -> Result<Spec, Diagnostics> {
+        serde_yaml::from_str::<Spec>(self.text).map_err(|e| {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            let message = strip_location(&e.to_string());
+            let help = parse_help(&message);
+            Diagnostics::one(Diagnostic::at(self, line, col, message).help(help))
+        })
+    }
+
+    /// The line and column of the value at `path`, or of its nearest
+    /// ancestor that exists in the text.
+    pub fn locate(&self, path: &SpecPath) -> (usize, usize) {
+        locate::locate(self.text, path)
+    }
+}
+
+/// serde_yaml appends " at line L column C" to messages; we show the
+/// location ourselves.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+fn parse_help(message: &str) -> String {
+    if message.contains("unknown field") {
+        "check the spelling; docs/gateway-yaml.md lists every field".into()
+    } else if message.contains("missing field") {
+        "add the field; docs/gateway-yaml.md shows an example".into()
+    } else {
+        "fix the YAML at this position; docs/gateway-yaml.md shows the expected shape".into()
+    }
+}

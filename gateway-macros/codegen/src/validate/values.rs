@@ -1,0 +1,205 @@
+//! Scalar values: durations, methods, environment variable names, URLs,
+//! addresses. Each parser returns the fix along with the problem.
+
+use super::pattern::Problem;
+
+fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
+    Problem {
+        message: message.into(),
+        help: help.into(),
+    }
+}
+
+/// Longest duration accepted anywhere: a day. Longer values are typos.
+const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Parses `250ms`, `5s`, `2m`, `1h` into milliseconds.
+pub fn duration_ms(s: &str) -> Result<u64, Problem> {
+    let help = "write a whole number with a unit: `250ms`, `5s`, `2m` or `1h`";
+    let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits_end);
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(problem(format!("`{s}` is not a duration"), help)),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| problem(format!("`{s}` is not a duration"), help))?;
+    let ms = n.saturating_mul(scale);
+    if ms == 0 {
+        return Err(problem(format!("duration `{s}` is zero"), "use a positive duration"));
+    }
+    if ms > MAX_DURATION_MS {
+        return Err(problem(
+            format!("duration `{s}` is longer than a day"),
+            "use at most `24h`",
+        ));
+    }
+    Ok(ms)
+}
+
+/// The methods a route may list, in `Allow` order, with their bits.
+pub const METHODS: [(&str, u16); 7] = [
+    ("GET", 1),
+    ("HEAD", 2),
+    ("POST", 4),
+    ("PUT", 8),
+    ("PATCH", 16),
+    ("DELETE", 32),
+    ("OPTIONS", 64),
+];
+
+/// Every standard method: the default for a route that lists none.
+pub const ALL_METHODS: u16 = 127;
+
+/// Parses one method name into its bit.
+pub fn method_bit(m: &str) -> Result<u16, Problem> {
+    if let Some((_, bit)) = METHODS.iter().find(|(name, _)| *name == m) {
+        return Ok(*bit);
+    }
+    let upper = m.to_ascii_uppercase();
+    if METHODS.iter().any(|(name, _)| *name == upper) {
+        return Err(problem(
+            format!("method `{m}` is not upper case"),
+            format!("write `{upper}`: methods are case-sensitive"),
+        ));
+    }
+    if upper == "CONNECT" || upper == "TRACE" {
+        return Err(problem(
+            format!("the gateway does not proxy `{upper}`"),
+            "CONNECT opens tunnels and TRACE reflects headers; neither belongs behind an API gateway",
+        ));
+    }
+    Err(problem(
+        format!("`{m}` is not an HTTP method the gateway routes"),
+        "use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
+    ))
+}
+
+/// Environment variable names: `[A-Z_][A-Z0-9_]*`. Anything else is most
+/// likely a value pasted where its variable's name belongs, so the message
+/// never repeats it (it may be a secret).
+pub fn env_name(s: &str) -> Result<(), Problem> {
+    let ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        return Ok(());
+    }
+    Err(problem(
+        "this is not an environment variable name; it looks like a literal value",
+        "name the variable that holds the value (e.g. `ORCHESTRATION_URL`); values and secrets never go in gateway.yaml",
+    ))
+}
+
+/// An upstream base URL: `http` or `https`, a host, an optional port and
+/// path prefix; no credentials, query or fragment.
+pub fn base_url(s: &str) -> Result<(), Problem> {
+    let help = "write `http://host:port` or `https://host`, optionally with a path prefix";
+    let (scheme, rest) = s
+        .split_once("://")
+        .ok_or_else(|| problem(format!("`{s}` is not a URL"), help))?;
+    if scheme != "http" && scheme != "https" {
+        return Err(problem(format!("URL scheme `{scheme}` is not http or https"), help));
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    if authority.contains('@') {
+        return Err(problem(
+            "the URL carries credentials",
+            "credentials come from the service's identity settings, never from the URL",
+        ));
+    }
+    if rest.contains('?') || rest.contains('#') {
+        return Err(problem(format!("URL `{s}` has a query or fragment"), help));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c));
+    if !host_ok {
+        return Err(problem(format!("URL `{s}` has no valid host"), help));
+    }
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |n| n == 0) {
+            return Err(problem(format!("URL `{s}` has an invalid port `{p}`"), help));
+        }
+    }
+    if path.contains("//") || path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(problem(format!("URL `{s}` has an unclean path"), help));
+    }
+    Ok(())
+}
+
+/// `host:port` to listen on.
+pub fn listen_addr(s: &str) -> Result<(), Problem> {
+    s.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
+        problem(
+            format!("`{s}` is not an address to listen on"),
+            "write an IP address and port, e.g. `0.0.0.0:8000` or `[::]:8000`",
+        )
+    })
+}
+
+/// An IP address or CIDR block.
+pub fn cidr(s: &str) -> Result<(), Problem> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let help = "write an address (`10.0.0.5`) or a CIDR block (`10.0.0.0/8`, `fd00::/8`)";
+    let ip: std::net::IpAddr = addr
+        .parse()
+        .map_err(|_| problem(format!("`{s}` is not an IP address or CIDR block"), help))?;
+    if let Some(l) = len {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match l.parse::<u8>() {
+            Ok(n) if n <= max => {}
+            _ => return Err(problem(format!("`{s}` has an invalid prefix length"), help)),
+        }
+    }
+    Ok(())
+}
+
+/// The gateway name travels in `Via` and `X-Service-Name`, so it must be
+/// an HTTP token.
+pub fn gateway_name(s: &str) -> Result<(), Problem> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(problem(
+            format!("gateway name `{s}` is not a plain token"),
+            "use letters, digits, `-`, `_` and `.` (at most 64): it is sent in `Via` and `X-Service-Name`",
+        ))
+    }
+}
+
+/// Service, policy and route ids: lower-case identifiers.
+pub fn ident(kind: &str, s: &str) -> Result<(), Problem> {
+    let ok = s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(problem(
+            format!("{kind} name `{s}` is not a lower-case identifier"),
+            "start with a letter; use a-z, 0-9, `_` and `-`",
+        ))
+    }
+}

@@ -1,0 +1,14 @@
+//! Body types. Upstream bodies stream through untouched; the gateway's own
+//! answers are small and complete.
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+/// A response body: an upstream's stream, or a body the gateway made.
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// A complete body the gateway made.
+pub fn full(b: impl Into<Bytes>) -> ResponseBody {
+    Either::Right(Full::new(b.into()))
+}

@@ -1,0 +1,82 @@
+//! Per-route policy chains.
+//!
+//! A route's chain is a tuple of steps whose type the spec compiler writes
+//! out (`(StripCredentials<{ NONE }>,)`), so every step call is static
+//! dispatch: no `Vec<Box<dyn Step>>` walked per request and no lookup by
+//! name. Steps run in the contract's order (§2): rate limit ->
+//! authentication -> authorization -> version selection -> body limit ->
+//! credential stripping; path sanity, matching and the method check run
+//! before any chain, in [`crate::routing`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use crate::error::GatewayError;
+use crate::ids::Ids;
+
+/// The request head a step may inspect and change.
+pub type RequestParts = http::request::Parts;
+
+/// What a step decided.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on to the next step, then the upstream.
+    Continue,
+    /// Answer the client now; the upstream is never contacted.
+    Respond(GatewayError),
+}
+
+/// Per-request state, created once when a request arrives.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// Request, correlation and trace ids.
+    pub ids: Ids,
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The client address: the peer, or the nearest untrusted address of a
+    /// forwarded chain that arrived through trusted proxies.
+    pub client_ip: IpAddr,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The verified calling service, once known.
+    pub caller: Option<String>,
+    /// The verified tenant, once known.
+    pub tenant: Option<String>,
+}
+
+/// One policy step of a route's chain.
+pub trait Step: Send + Sync + 'static {
+    /// Runs before the request is proxied.
+    fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow;
+}
+
+impl Step for () {
+    fn on_request(&self, _: &mut RequestCtx, _: &mut RequestParts) -> Flow {
+        Flow::Continue
+    }
+}
+
+macro_rules! tuple_step {
+    ($($name:ident $idx:tt),+) => {
+        impl<$($name: Step),+> Step for ($($name,)+) {
+            #[inline]
+            fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow {
+                $(
+                    if let Flow::Respond(e) = self.$idx.on_request(ctx, req) {
+                        return Flow::Respond(e);
+                    }
+                )+
+                Flow::Continue
+            }
+        }
+    };
+}
+
+tuple_step!(A 0);
+tuple_step!(A 0, B 1);
+tuple_step!(A 0, B 1, C 2);
+tuple_step!(A 0, B 1, C 2, D 3);
+tuple_step!(A 0, B 1, C 2, D 3, E 4);
+tuple_step!(A 0, B 1, C 2, D 3, E 4, F 5);
+tuple_step!(A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+tuple_step!(A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);

@@ -1,0 +1,125 @@
+//! The gateway's one error type and the one place it becomes a response:
+//! `{"error": "<message>", "request_id": "<id>"}` with
+//! `content-type: application/json` (contract §2).
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::{Either, Full};
+
+use crate::body::ResponseBody;
+use crate::routing::PathError;
+use crate::spec::Methods;
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The path broke a sanity rule.
+    BadPath(PathError),
+    /// No route matches.
+    NotFound,
+    /// The path matched, the method did not.
+    MethodNotAllowed(Methods),
+    /// The upstream refused the connection or answered badly.
+    BadGateway,
+    /// The upstream did not answer in time.
+    GatewayTimeout,
+    /// The gateway is shutting down or the upstream is unavailable.
+    ServiceUnavailable,
+}
+
+/// Which side caused the error, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The client sent something unacceptable.
+    Client,
+    /// The upstream failed.
+    Upstream,
+}
+
+/// A request the gateway answers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Who caused it.
+    pub side: Side,
+    /// Whether trying again could succeed.
+    pub retryable: bool,
+    /// Detail for the log line only; never sent to the client.
+    pub context: Option<String>,
+}
+
+impl GatewayError {
+    /// A client-side error.
+    pub fn client(kind: ErrorKind) -> Self {
+        GatewayError {
+            kind,
+            side: Side::Client,
+            retryable: false,
+            context: None,
+        }
+    }
+
+    /// An upstream-side error with log context.
+    pub fn upstream(kind: ErrorKind, context: impl Into<String>) -> Self {
+        GatewayError {
+            kind,
+            side: Side::Upstream,
+            retryable: true,
+            context: Some(context.into()),
+        }
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        match self.kind {
+            ErrorKind::BadPath(_) => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
+            ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `error` message of the JSON body.
+    pub fn message(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::BadPath(p) => p.message(),
+            ErrorKind::NotFound => "Not found",
+            ErrorKind::MethodNotAllowed(_) => "Method not allowed",
+            ErrorKind::BadGateway => "Bad gateway",
+            ErrorKind::GatewayTimeout => "Gateway timeout",
+            ErrorKind::ServiceUnavailable => "Service temporarily unavailable",
+        }
+    }
+
+    /// The JSON error response.
+    pub fn into_response(self, request_id: &str) -> Response<ResponseBody> {
+        let body = serde_json::json!({ "error": self.message(), "request_id": request_id });
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let ErrorKind::MethodNotAllowed(allow) = self.kind {
+            if let Ok(v) = HeaderValue::from_str(&allow.allow_header()) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
+        }
+        resp
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())?;
+        if let Some(c) = &self.context {
+            write!(f, " ({c})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for GatewayError {}

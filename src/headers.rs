@@ -1,0 +1,200 @@
+//! Headers the gateway owns (contract §3): what is stripped from clients,
+//! what is set on every upstream request, and what is filtered from
+//! upstream responses.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::chain::RequestCtx;
+use crate::config::TrustedProxies;
+
+/// Identity and signing headers only the gateway may set: a client that
+/// sends them is ignored, whatever the route.
+pub const OWNED: [&str; 10] = [
+    "x-internal-service-auth",
+    "x-internal-timestamp",
+    "x-internal-nonce",
+    "x-service-name",
+    "x-caller-service",
+    "x-tenant-id",
+    "x-user-id",
+    "x-user-roles",
+    "x-request-id",
+    "forwarded",
+];
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
+pub const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes hop-by-hop headers and the headers named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// What the client said about forwarding, read before stripping: kept only
+/// when the peer is a trusted proxy.
+#[derive(Debug, Default, Clone)]
+pub struct ClientForwarded {
+    /// Incoming `X-Forwarded-For`.
+    pub for_chain: Option<HeaderValue>,
+    /// Incoming `X-Forwarded-Proto`.
+    pub proto: Option<HeaderValue>,
+    /// Incoming `X-Forwarded-Host`.
+    pub host: Option<HeaderValue>,
+    /// The client's `Host` (or `:authority`).
+    pub request_host: Option<HeaderValue>,
+}
+
+/// Strips every header the gateway owns from a client request, returning
+/// the forwarding information it needs later. Runs before any policy.
+pub fn strip_client(h: &mut HeaderMap, authority: Option<&str>) -> ClientForwarded {
+    let joined = |h: &HeaderMap, name: &str| -> Option<HeaderValue> {
+        let mut vals = h.get_all(name).iter();
+        let first = vals.next()?.clone();
+        let rest: Vec<&[u8]> = vals.map(HeaderValue::as_bytes).collect();
+        if rest.is_empty() {
+            return Some(first);
+        }
+        let mut all = first.as_bytes().to_vec();
+        for r in rest {
+            all.extend_from_slice(b", ");
+            all.extend_from_slice(r);
+        }
+        HeaderValue::from_bytes(&all).ok()
+    };
+    let fwd = ClientForwarded {
+        for_chain: joined(h, "x-forwarded-for"),
+        proto: h.get("x-forwarded-proto").cloned(),
+        host: h.get("x-forwarded-host").cloned(),
+        request_host: h
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok())),
+    };
+    strip_hop_by_hop(h);
+    for n in OWNED {
+        h.remove(n);
+    }
+    let xf: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for n in xf {
+        h.remove(n);
+    }
+    fwd
+}
+
+/// The client address: the peer, or, when the peer is a trusted proxy, the
+/// nearest address in the forwarded chain that is not a trusted proxy.
+pub fn client_ip(peer: IpAddr, fwd: &ClientForwarded, trusted: &TrustedProxies) -> IpAddr {
+    if !trusted.contains(peer) {
+        return peer;
+    }
+    let Some(chain) = fwd.for_chain.as_ref().and_then(|v| v.to_str().ok()) else {
+        return peer;
+    };
+    let mut client = peer;
+    for hop in chain.rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !trusted.contains(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// Sets the forwarding, tracing and identity headers of an upstream request.
+pub fn set_upstream(
+    h: &mut HeaderMap,
+    ctx: &RequestCtx,
+    fwd: &ClientForwarded,
+    trusted_peer: bool,
+    via: &HeaderValue,
+) {
+    let peer = ctx.peer.ip().to_string();
+    let xff = match (&fwd.for_chain, trusted_peer) {
+        (Some(chain), true) => format!("{}, {peer}", chain.to_str().unwrap_or_default()),
+        _ => peer,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert("x-forwarded-for", v);
+    }
+    let proto = fwd
+        .proto
+        .clone()
+        .filter(|_| trusted_peer)
+        .unwrap_or(HeaderValue::from_static("http"));
+    h.insert("x-forwarded-proto", proto);
+    let host = fwd.host.clone().filter(|_| trusted_peer).or(fwd.request_host.clone());
+    if let Some(host) = host {
+        h.insert("x-forwarded-host", host);
+    }
+    append_via(h, via);
+    h.insert("x-request-id", ctx.ids.request_id.clone());
+    h.insert("x-correlation-id", ctx.ids.correlation_id.clone());
+    h.insert("traceparent", ctx.ids.traceparent.clone());
+    if let Some(v) = ctx.caller.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        h.insert("x-caller-service", v);
+    }
+    if let Some(v) = ctx.tenant.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+        h.insert("x-tenant-id", v);
+    }
+}
+
+/// Appends this gateway to `Via` (RFC 9110 §7.6.3), in both directions.
+pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
+    let value = match h.get(header::VIA) {
+        Some(prev) => {
+            let mut v = prev.as_bytes().to_vec();
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(via.as_bytes());
+            HeaderValue::from_bytes(&v).unwrap_or_else(|_| via.clone())
+        }
+        None => via.clone(),
+    };
+    h.insert(header::VIA, value);
+}
+
+/// Filters an upstream response: hop-by-hop headers, `Server` and
+/// `X-Powered-By` go; `Via`, `X-Request-Id` and `X-Correlation-Id` are set.
+pub fn filter_response(h: &mut HeaderMap, ctx: &RequestCtx, via: &HeaderValue) {
+    strip_hop_by_hop(h);
+    h.remove(header::SERVER);
+    h.remove("x-powered-by");
+    append_via(h, via);
+    set_ids(h, ctx);
+}
+
+/// `X-Request-Id` and `X-Correlation-Id`, on every response.
+pub fn set_ids(h: &mut HeaderMap, ctx: &RequestCtx) {
+    h.insert("x-request-id", ctx.ids.request_id.clone());
+    h.insert("x-correlation-id", ctx.ids.correlation_id.clone());
+}

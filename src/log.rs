@@ -1,0 +1,112 @@
+//! Structured logs on stdout, one JSON object per line: the access log
+//! (one line per request, contract §8) and everything else through
+//! `tracing`.
+
+use std::io::Write;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// Installs the JSON `tracing` subscriber (level from `RUST_LOG`, default
+/// `info`). Safe to call more than once.
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .try_init();
+}
+
+/// One access-log line. Fields that do not apply are `null`, so every line
+/// has the same keys.
+#[derive(Debug, Serialize)]
+pub struct Access<'a> {
+    /// RFC 3339 UTC time the line was written.
+    pub timestamp: String,
+    /// Always `INFO`, like the other log lines.
+    pub level: &'static str,
+    /// Always `access`.
+    pub target: &'static str,
+    /// The request id (also in `X-Request-Id`).
+    pub request_id: &'a str,
+    /// The correlation id.
+    pub correlation_id: &'a str,
+    /// Request method.
+    pub method: &'a str,
+    /// Request path (no query: queries may carry secrets).
+    pub path: &'a str,
+    /// Matched route id.
+    pub route: Option<&'static str>,
+    /// Upstream service name.
+    pub upstream: Option<&'static str>,
+    /// Response status.
+    pub status: u16,
+    /// Time from arrival to response head, in ms.
+    pub duration_ms: f64,
+    /// Time the upstream took to answer with a head, in ms.
+    pub upstream_ms: Option<f64>,
+    /// Verified calling service.
+    pub caller: Option<&'a str>,
+    /// Verified tenant.
+    pub tenant: Option<&'a str>,
+    /// Client address.
+    pub client_ip: String,
+    /// Why the gateway answered itself, when it did (never secrets).
+    pub error: Option<String>,
+}
+
+/// Writes an access-log line to stdout.
+pub fn access(line: &Access<'_>) {
+    let Ok(mut buf) = serde_json::to_vec(line) else {
+        return;
+    };
+    buf.push(b'\n');
+    // One write per line keeps lines whole when threads log at once.
+    let _ = std::io::stdout().lock().write_all(&buf);
+}
+
+/// Now as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, dd) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(super::civil_from_days(20_413), (2025, 11, 21));
+        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
+    }
+}

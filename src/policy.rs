@@ -1,0 +1,5 @@
+//! Policy steps that routes compose into their chains.
+
+pub mod credentials;
+
+pub use credentials::StripCredentials;

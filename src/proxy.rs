@@ -1,0 +1,152 @@
+//! The proxy: upstream URIs from route templates, a pooled hyper client,
+//! and the response-head timeout. Bodies stream both ways untouched.
+
+use std::time::{Duration, Instant};
+
+use http::uri::{PathAndQuery, Uri};
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::{upstream_url, StartupEnv, StartupError, UpstreamUrl};
+use crate::error::{ErrorKind, GatewayError};
+use crate::routing::PathMatch;
+use crate::spec::{Part, RouteSpec, ServiceSpec};
+
+/// A resolved upstream service.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Its name in the spec.
+    pub name: &'static str,
+    /// Where it lives.
+    pub url: UpstreamUrl,
+    /// `Host` sent to it: its own authority.
+    pub host: HeaderValue,
+}
+
+/// The upstream client and every resolved service.
+#[derive(Debug)]
+pub struct Proxy {
+    client: Client<HttpConnector, Incoming>,
+    upstreams: Vec<Upstream>,
+}
+
+impl Proxy {
+    /// Resolves every service's URL and builds the pooled client.
+    ///
+    /// # Errors
+    /// A service URL that cannot be used, naming its variable.
+    pub fn new(
+        services: &[ServiceSpec],
+        env: &StartupEnv,
+        connect_timeout: Duration,
+    ) -> Result<Self, StartupError> {
+        let mut upstreams = Vec::with_capacity(services.len());
+        for s in services {
+            let url = upstream_url(s, env)?;
+            let host = HeaderValue::from_str(url.authority.as_str()).map_err(|_| {
+                StartupError::UpstreamUrl {
+                    var: s.url_env.to_owned(),
+                    value: url.authority.to_string(),
+                    why: "the host is not a valid header value",
+                }
+            })?;
+            upstreams.push(Upstream {
+                name: s.name,
+                url,
+                host,
+            });
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Proxy { client, upstreams })
+    }
+
+    /// The resolved upstream at `index`.
+    pub fn upstream(&self, index: usize) -> Option<&Upstream> {
+        self.upstreams.get(index)
+    }
+
+    /// Sends the request and waits for the response head, at most
+    /// `timeout`. On timeout the request future is dropped, which closes
+    /// the upstream connection rather than leaking it.
+    ///
+    /// # Errors
+    /// 502 when the upstream cannot be reached or answers badly, 504 on
+    /// timeout.
+    pub async fn send(
+        &self,
+        req: Request<Incoming>,
+        timeout: Duration,
+    ) -> Result<(Response<Incoming>, Duration), GatewayError> {
+        let started = Instant::now();
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Ok(Ok(resp)) => Ok((resp, started.elapsed())),
+            Ok(Err(e)) => {
+                let what = if e.is_connect() { "connect" } else { "response" };
+                let detail = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string());
+                Err(GatewayError::upstream(
+                    ErrorKind::BadGateway,
+                    format!("upstream {what} error: {detail}"),
+                ))
+            }
+            Err(_) => Err(GatewayError::upstream(
+                ErrorKind::GatewayTimeout,
+                format!("no response head within {} ms", timeout.as_millis()),
+            )),
+        }
+    }
+}
+
+/// Writes the upstream path for a matched route: the template with
+/// parameters substituted as received (never decoded), then the query.
+pub fn upstream_path<V>(
+    route: &RouteSpec,
+    m: &PathMatch<'_, '_, V>,
+    path: &str,
+    query: Option<&str>,
+    base_path: &str,
+) -> String {
+    let mut out = String::with_capacity(base_path.len() + path.len() + 16);
+    out.push_str(base_path);
+    let start = out.len();
+    for part in route.upstream {
+        match *part {
+            Part::Lit(l) => out.push_str(l),
+            Part::Param(i) => out.push_str(m.param(i).unwrap_or("")),
+            Part::Suffix => out.push_str(route.prefix_len.and_then(|n| path.get(n..)).unwrap_or("")),
+        }
+    }
+    if out.len() == start {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The absolute URI of an upstream request.
+///
+/// # Errors
+/// 502 if the result is not a valid URI (cannot happen for sane paths).
+pub fn upstream_uri(u: &Upstream, path_and_query: String) -> Result<Uri, GatewayError> {
+    let pq = PathAndQuery::try_from(path_and_query)
+        .map_err(|e| GatewayError::upstream(ErrorKind::BadGateway, format!("upstream path: {e}")))?;
+    Uri::builder()
+        .scheme(u.url.scheme.clone())
+        .authority(u.url.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|e| GatewayError::upstream(ErrorKind::BadGateway, format!("upstream uri: {e}")))
+}

@@ -1,0 +1,253 @@
+//! The server: accepts connections, runs every request through the fixed
+//! phase order (contract §2), and shuts down gracefully.
+//!
+//! Phases, each in one place:
+//! 1. strip client-owned headers, mint ids ([`crate::headers`], [`crate::ids`]);
+//! 2. path sanity and route match (400, 404) and method (405) ([`crate::routing`]);
+//! 3. the route's policy chain ([`crate::chain`], generated per route);
+//! 4. proxy ([`crate::proxy`]) and response filtering ([`crate::headers`]);
+//! 5. one access-log line ([`crate::log`]).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::body::{full, ResponseBody};
+use crate::chain::{Flow, RequestCtx};
+use crate::config::{StartupEnv, StartupError, TrustedProxies};
+use crate::error::{ErrorKind, GatewayError};
+use crate::headers::{self, ClientForwarded};
+use crate::ids::Ids;
+use crate::log::{self, Access};
+use crate::proxy::{self, Proxy};
+use crate::routing::{self, Miss, Router};
+use crate::spec::Spec;
+
+/// A gateway for one compiled spec: router, chains and proxy, built once.
+pub struct Gateway<S: Spec> {
+    router: Router<&'static [S::Route]>,
+    chains: S::Chains,
+    proxy: Proxy,
+    trusted: TrustedProxies,
+    via: HeaderValue,
+}
+
+impl<S: Spec> std::fmt::Debug for Gateway<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("name", &S::GATEWAY.name).finish()
+    }
+}
+
+/// What happened to a request, for the access log.
+#[derive(Default)]
+struct Outcome {
+    route: Option<&'static str>,
+    upstream: Option<&'static str>,
+    upstream_ms: Option<f64>,
+    error: Option<String>,
+}
+
+impl<S: Spec> Gateway<S> {
+    /// Builds the gateway from the environment.
+    ///
+    /// # Errors
+    /// Anything in the environment that stops start-up, naming the variable.
+    pub fn new(env: &StartupEnv) -> Result<Self, StartupError> {
+        let g = S::GATEWAY;
+        let router = Router::new(S::PATHS.iter().copied())
+            .map_err(|e| StartupError::Router(e.to_string()))?;
+        let via = HeaderValue::from_str(&format!("1.1 {}", g.name))
+            .map_err(|_| StartupError::Router(format!("gateway name `{}`", g.name)))?;
+        Ok(Gateway {
+            router,
+            chains: S::build_chains(env)?,
+            proxy: Proxy::new(S::SERVICES, env, g.connect_timeout)?,
+            trusted: TrustedProxies::parse(g.trusted_proxies)?,
+            via,
+        })
+    }
+
+    /// The resolved upstreams, for the start-up log.
+    pub fn proxy(&self) -> &Proxy {
+        &self.proxy
+    }
+
+    /// Handles one request end to end.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let (mut parts, body) = req.into_parts();
+        let ids = Ids::from_headers(&parts.headers);
+        let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority().map(|a| a.as_str()));
+        let client_ip = headers::client_ip(peer.ip(), &fwd, &self.trusted);
+        let mut ctx = RequestCtx {
+            ids,
+            peer,
+            client_ip,
+            started,
+            caller: None,
+            tenant: None,
+        };
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let mut out = Outcome::default();
+        let mut resp = match self.route(&mut ctx, parts, body, &fwd, &mut out).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                out.error = Some(e.to_string());
+                e.into_response(ctx.ids.request_id())
+            }
+        };
+        headers::set_ids(resp.headers_mut(), &ctx);
+        self.log(&ctx, &method, uri.path(), &resp, &out);
+        resp
+    }
+
+    async fn route(
+        &self,
+        ctx: &mut RequestCtx,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        fwd: &ClientForwarded,
+        out: &mut Outcome,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let client_version = parts.version;
+        let path = parts.uri.path();
+        if path == "/health" && (parts.method == Method::GET || parts.method == Method::HEAD) {
+            return Ok(health());
+        }
+        let m = self.router.lookup(path).map_err(|miss| match miss {
+            Miss::BadPath(p) => GatewayError::client(ErrorKind::BadPath(p)),
+            Miss::NotFound => GatewayError::client(ErrorKind::NotFound),
+        })?;
+        let route = routing::select_method(m.routes, &parts.method, |r| S::route(r).methods)
+            .map_err(|allow| GatewayError::client(ErrorKind::MethodNotAllowed(allow)))?;
+        let spec = S::route(route);
+        out.route = Some(spec.id);
+        let upstream = self
+            .proxy
+            .upstream(spec.service)
+            .ok_or_else(|| GatewayError::upstream(ErrorKind::BadGateway, "unknown service index"))?;
+        out.upstream = Some(upstream.name);
+        let pq = proxy::upstream_path(spec, &m, path, parts.uri.query(), &upstream.url.base_path);
+        drop(m);
+        if let Flow::Respond(e) = S::on_request(&self.chains, route, ctx, &mut parts) {
+            return Err(e);
+        }
+        parts.uri = proxy::upstream_uri(upstream, pq)?;
+        parts.version = http::Version::HTTP_11;
+        let trusted_peer = self.trusted.contains(ctx.peer.ip());
+        headers::set_upstream(&mut parts.headers, ctx, fwd, trusted_peer, &self.via);
+        parts.headers.insert(http::header::HOST, upstream.host.clone());
+        let (resp, took) = self
+            .proxy
+            .send(Request::from_parts(parts, body), spec.timeout)
+            .await?;
+        out.upstream_ms = Some(took.as_secs_f64() * 1000.0);
+        let (mut rparts, rbody) = resp.into_parts();
+        // The client spoke its own HTTP version; the upstream's is not its business.
+        rparts.version = client_version;
+        headers::filter_response(&mut rparts.headers, ctx, &self.via);
+        Ok(Response::from_parts(rparts, http_body_util::Either::Left(rbody)))
+    }
+
+    fn log(
+        &self,
+        ctx: &RequestCtx,
+        method: &Method,
+        path: &str,
+        resp: &Response<ResponseBody>,
+        out: &Outcome,
+    ) {
+        log::access(&Access {
+            timestamp: log::now_rfc3339(),
+            level: "INFO",
+            target: "access",
+            request_id: ctx.ids.request_id(),
+            correlation_id: ctx.ids.correlation_id(),
+            method: method.as_str(),
+            path,
+            route: out.route,
+            upstream: out.upstream,
+            status: resp.status().as_u16(),
+            duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+            upstream_ms: out.upstream_ms,
+            caller: ctx.caller.as_deref(),
+            tenant: ctx.tenant.as_deref(),
+            client_ip: ctx.client_ip.to_string(),
+            error: out.error.clone(),
+        });
+    }
+}
+
+fn health() -> Response<ResponseBody> {
+    let mut r = Response::new(full(r#"{"status":"ok"}"#));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Serves `gateway` on `listener` until `shutdown` resolves, then stops
+/// accepting at once and lets in-flight requests finish until the spec's
+/// drain deadline. Returns when every connection is closed or the deadline
+/// passed.
+pub async fn serve<S: Spec>(
+    gateway: Arc<Gateway<S>>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(S::GATEWAY.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gateway.clone();
+        let svc = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    tracing::info!(open_connections = open, "shutting down: no new connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained"),
+        () = tokio::time::sleep(S::GATEWAY.drain_timeout) => {
+            tracing::warn!("drain deadline passed; closing remaining connections");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! What a compiled spec gives the runtime: constants describing the gateway,
+//! its services and routes, and the [`Spec`] trait that ties a generated
+//! route enum to its typed chains.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use crate::chain::{Flow, RequestCtx, RequestParts};
+use crate::config::{StartupEnv, StartupError};
+
+/// The `gateway:` section.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewaySpec {
+    /// Name for `Via`, logs and outbound identity.
+    pub name: &'static str,
+    /// Default listen address (`GATEWAY_LISTEN` overrides).
+    pub listen: &'static str,
+    /// Addresses and CIDR blocks whose forwarded headers are trusted.
+    pub trusted_proxies: &'static [&'static str],
+    /// Upstream TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Default upstream response-head timeout.
+    pub upstream_timeout: Duration,
+    /// How long in-flight requests may finish after a shutdown signal.
+    pub drain_timeout: Duration,
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+}
+
+/// An upstream service.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    /// Its name in the spec.
+    pub name: &'static str,
+    /// The environment variable that overrides the URL.
+    pub url_env: &'static str,
+    /// The URL when the variable is unset.
+    pub default_url: &'static str,
+}
+
+/// A set of HTTP methods as bits, in `Allow` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Methods(pub u16);
+
+impl Methods {
+    /// Method names and bits, in the order `Allow` lists them.
+    pub const NAMES: [(&'static str, u16); 7] = [
+        ("GET", 1),
+        ("HEAD", 2),
+        ("POST", 4),
+        ("PUT", 8),
+        ("PATCH", 16),
+        ("DELETE", 32),
+        ("OPTIONS", 64),
+    ];
+
+    /// The bit of a request method, or 0 for a method no route accepts.
+    pub fn bit(m: &http::Method) -> u16 {
+        match *m {
+            http::Method::GET => 1,
+            http::Method::HEAD => 2,
+            http::Method::POST => 4,
+            http::Method::PUT => 8,
+            http::Method::PATCH => 16,
+            http::Method::DELETE => 32,
+            http::Method::OPTIONS => 64,
+            _ => 0,
+        }
+    }
+
+    /// Whether `m` is in the set.
+    pub fn contains(self, m: &http::Method) -> bool {
+        self.0 & Self::bit(m) != 0
+    }
+
+    /// The `Allow` header value. Built from a fixed table, so a static
+    /// string per set would also do; sets are few and 405s are rare.
+    pub fn allow_header(self) -> String {
+        Self::NAMES
+            .iter()
+            .filter(|(_, b)| self.0 & b != 0)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A piece of an upstream path template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Copied as is.
+    Lit(&'static str),
+    /// The n-th captured parameter, as received (still percent-encoded).
+    Param(usize),
+    /// The rest of the path after a prefix route's base.
+    Suffix,
+}
+
+/// One route's constants.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// snake_case id, used in logs.
+    pub id: &'static str,
+    /// The path pattern as written in the spec.
+    pub pattern: &'static str,
+    /// Accepted methods.
+    pub methods: Methods,
+    /// Index into [`Spec::SERVICES`].
+    pub service: usize,
+    /// The upstream path template.
+    pub upstream: &'static [Part],
+    /// For a prefix route, the byte length of its base path.
+    pub prefix_len: Option<usize>,
+    /// Upstream response-head timeout.
+    pub timeout: Duration,
+    /// The named policy, if any.
+    pub policy: Option<&'static str>,
+}
+
+/// A compiled spec: implemented by generated code (`build.rs` for
+/// `gateway.yaml`, `gateway_macros::spec!` for any other file).
+pub trait Spec: Send + Sync + 'static {
+    /// The generated route enum.
+    type Route: Copy + Debug + Send + Sync + 'static;
+    /// The generated per-route chains.
+    type Chains: Send + Sync + 'static;
+
+    /// Gateway settings.
+    const GATEWAY: &'static GatewaySpec;
+    /// Upstream services.
+    const SERVICES: &'static [ServiceSpec];
+    /// Router paths and the routes sharing each.
+    const PATHS: &'static [(&'static str, &'static [Self::Route])];
+    /// The route table, as `gateway routes` prints it.
+    const ROUTE_TABLE: &'static str;
+
+    /// A route's constants.
+    fn route(route: Self::Route) -> &'static RouteSpec;
+
+    /// Builds every route's chain once at start-up.
+    ///
+    /// # Errors
+    /// When a step's configuration cannot be loaded.
+    fn build_chains(env: &StartupEnv) -> Result<Self::Chains, StartupError>;
+
+    /// Runs the request phase of `route`'s chain.
+    fn on_request(
+        chains: &Self::Chains,
+        route: Self::Route,
+        ctx: &mut RequestCtx,
+        req: &mut RequestParts,
+    ) -> Flow;
+}
