@@ -3,6 +3,7 @@
 //! `tracing`.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -60,14 +61,47 @@ pub struct Access<'a> {
     pub error: Option<String>,
 }
 
-/// Writes an access-log line to stdout.
-pub fn access(line: &Access<'_>) {
-    let Ok(mut buf) = serde_json::to_vec(line) else {
-        return;
-    };
-    buf.push(b'\n');
-    // One write per line keeps lines whole when threads log at once.
-    let _ = std::io::stdout().lock().write_all(&buf);
+/// Where access-log lines go.
+#[derive(Debug, Clone, Default)]
+pub enum AccessSink {
+    /// Standard output, one JSON line per request (the default).
+    #[default]
+    Stdout,
+    /// Nowhere (`GATEWAY_ACCESS_LOG=off`).
+    Off,
+    /// Kept in memory, for tests.
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+impl AccessSink {
+    /// From `GATEWAY_ACCESS_LOG` (`stdout`, the default, or `off`).
+    pub fn from_env(value: Option<&str>) -> Self {
+        match value {
+            Some("off") => AccessSink::Off,
+            _ => AccessSink::Stdout,
+        }
+    }
+
+    /// Writes one access-log line.
+    pub fn write(&self, line: &Access<'_>) {
+        match self {
+            AccessSink::Off => {}
+            AccessSink::Stdout => {
+                let Ok(mut buf) = serde_json::to_vec(line) else {
+                    return;
+                };
+                buf.push(b'\n');
+                // One write per line keeps lines whole when threads log at
+                // once; a closed stdout loses the line, never the request.
+                let _ = std::io::stdout().lock().write_all(&buf);
+            }
+            AccessSink::Memory(lines) => {
+                if let (Ok(l), Ok(mut v)) = (serde_json::to_string(line), lines.lock()) {
+                    v.push(l);
+                }
+            }
+        }
+    }
 }
 
 /// Now as RFC 3339 UTC with milliseconds.

@@ -28,7 +28,7 @@ use crate::config::{StartupEnv, StartupError, TrustedProxies};
 use crate::error::{ErrorKind, GatewayError};
 use crate::headers::{self, ClientForwarded};
 use crate::ids::Ids;
-use crate::log::{self, Access};
+use crate::log::{self, Access, AccessSink};
 use crate::proxy::{self, Proxy};
 use crate::routing::{self, Miss, Router};
 use crate::spec::Spec;
@@ -40,6 +40,7 @@ pub struct Gateway<S: Spec> {
     proxy: Proxy,
     trusted: TrustedProxies,
     via: HeaderValue,
+    access_log: AccessSink,
 }
 
 impl<S: Spec> std::fmt::Debug for Gateway<S> {
@@ -74,7 +75,14 @@ impl<S: Spec> Gateway<S> {
             proxy: Proxy::new(S::SERVICES, env, g.connect_timeout)?,
             trusted: TrustedProxies::parse(g.trusted_proxies)?,
             via,
+            access_log: AccessSink::from_env(env.get("GATEWAY_ACCESS_LOG")),
         })
+    }
+
+    /// Sends access-log lines to `sink` instead.
+    pub fn with_access_log(mut self, sink: AccessSink) -> Self {
+        self.access_log = sink;
+        self
     }
 
     /// The resolved upstreams, for the start-up log.
@@ -167,7 +175,7 @@ impl<S: Spec> Gateway<S> {
         resp: &Response<ResponseBody>,
         out: &Outcome,
     ) {
-        log::access(&Access {
+        self.access_log.write(&Access {
             timestamp: log::now_rfc3339(),
             level: "INFO",
             target: "access",

@@ -1,0 +1,95 @@
+//! Specs other than the bundled one, compiled through `gateway_macros::spec!`:
+//! timeouts, method-split paths, credential forwarding, graceful shutdown.
+
+#[path = "support/lib.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{echo_upstream, get, send, start, Running};
+
+mod timeouts {
+    gateway_macros::spec!("tests/specs/timeouts.yaml");
+}
+
+async fn gateway() -> Running {
+    let reader = echo_upstream("reader").await;
+    let writer = echo_upstream("writer").await;
+    start::<timeouts::Spec>(&[
+        ("READER_URL", format!("http://{reader}")),
+        ("WRITER_URL", format!("http://{writer}")),
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_upstream_is_504_after_the_route_timeout() {
+    let gw = gateway().await;
+    let started = Instant::now();
+    let got = get(&gw.url("/quick/slow")).await;
+    let took = started.elapsed();
+    assert_eq!(got.status, 504);
+    assert_eq!(got.json()["error"], "Gateway timeout");
+    assert_eq!(got.json()["request_id"], got.header("x-request-id").unwrap());
+    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(2500), "{took:?}");
+    // The same upstream behind the default (5 s) timeout answers.
+    let got = get(&gw.url("/patient/slow")).await;
+    assert_eq!(got.status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_path_split_by_method_across_services() {
+    let gw = gateway().await;
+    assert_eq!(get(&gw.url("/orders")).await.json()["service"], "reader");
+    assert_eq!(send("POST", &gw.url("/orders"), &[], "{}").await.json()["service"], "writer");
+    assert_eq!(send("PUT", &gw.url("/orders"), &[], "{}").await.json()["service"], "writer");
+    let got = send("DELETE", &gw.url("/orders"), &[], "").await;
+    assert_eq!(got.status, 405);
+    assert_eq!(got.header("allow"), Some("GET, HEAD, POST, PUT"));
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_forwarded_only_where_the_route_says_so() {
+    let gw = gateway().await;
+    let creds = [("authorization", "Bearer t"), ("x-service-token", "s")];
+    let h = &send("GET", &gw.url("/auth-passthrough/x"), &creds, "").await.json()["headers"];
+    assert_eq!(h["authorization"], "Bearer t");
+    assert_eq!(h["x-service-token"], "s");
+    let got = send("GET", &gw.url("/inline/x"), &creds, "").await.json();
+    assert_eq!(got["uri"], "/x");
+    assert_eq!(got["headers"]["authorization"], "Bearer t");
+    assert!(got["headers"].get("x-service-token").is_none());
+    let h = &send("GET", &gw.url("/patient/x"), &creds, "").await.json()["headers"];
+    assert!(h.get("authorization").is_none());
+    assert!(h.get("x-service-token").is_none());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
+    let gw = gateway().await;
+    let url = gw.url("/patient/slow");
+    let addr = gw.addr;
+    let in_flight = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let stopping = tokio::spawn(gw.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The listener is closed at once.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting");
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200, "the in-flight request completed");
+    stopping.await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "did not wait for the drain deadline");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_gateway_stops_at_once() {
+    let gw = gateway().await;
+    let _ = get(&gw.url("/orders")).await;
+    let started = Instant::now();
+    gw.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+}
