@@ -25,13 +25,19 @@ impl StartupEnv {
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         StartupEnv {
-            vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
         }
     }
 
     /// A variable's value, if set and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -94,7 +100,10 @@ pub struct UpstreamUrl {
 pub fn upstream_url(s: &ServiceSpec, env: &StartupEnv) -> Result<UpstreamUrl, StartupError> {
     let (var, value) = match env.get(s.url_env) {
         Some(v) => (s.url_env.to_owned(), v),
-        None => (format!("default URL of service `{}`", s.name), s.default_url),
+        None => (
+            format!("default URL of service `{}`", s.name),
+            s.default_url,
+        ),
     };
     let err = |why| StartupError::UpstreamUrl {
         var: var.clone(),
@@ -104,7 +113,9 @@ pub fn upstream_url(s: &ServiceSpec, env: &StartupEnv) -> Result<UpstreamUrl, St
     let uri: http::Uri = value.parse().map_err(|_| err("not a URL"))?;
     let scheme = uri.scheme().cloned().ok_or_else(|| err("no scheme"))?;
     if scheme == http::uri::Scheme::HTTPS {
-        return Err(err("https upstreams are not supported yet (upstream TLS is planned)"));
+        return Err(err(
+            "https upstreams are not supported yet (upstream TLS is planned)",
+        ));
     }
     if scheme != http::uri::Scheme::HTTP {
         return Err(err("the scheme must be http"));
@@ -198,7 +209,10 @@ mod tests {
         assert_eq!(u.authority.as_str(), "localhost:8001");
         let env = StartupEnv::from_pairs([("ORCHESTRATION_URL", "http://10.0.0.1:9000/base/")]);
         let u = upstream_url(&s, &env).unwrap();
-        assert_eq!((u.authority.as_str(), u.base_path.as_str()), ("10.0.0.1:9000", "/base"));
+        assert_eq!(
+            (u.authority.as_str(), u.base_path.as_str()),
+            ("10.0.0.1:9000", "/base")
+        );
         let env = StartupEnv::from_pairs([("ORCHESTRATION_URL", "ftp://x")]);
         let e = upstream_url(&s, &env).unwrap_err().to_string();
         assert!(e.starts_with("ORCHESTRATION_URL: `ftp://x`"), "{e}");

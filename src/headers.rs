@@ -153,7 +153,11 @@ pub fn set_upstream(
         .filter(|_| trusted_peer)
         .unwrap_or(HeaderValue::from_static("http"));
     h.insert("x-forwarded-proto", proto);
-    let host = fwd.host.clone().filter(|_| trusted_peer).or(fwd.request_host.clone());
+    let host = fwd
+        .host
+        .clone()
+        .filter(|_| trusted_peer)
+        .or(fwd.request_host.clone());
     if let Some(host) = host {
         h.insert("x-forwarded-host", host);
     }
@@ -161,10 +165,18 @@ pub fn set_upstream(
     h.insert("x-request-id", ctx.ids.request_id.clone());
     h.insert("x-correlation-id", ctx.ids.correlation_id.clone());
     h.insert("traceparent", ctx.ids.traceparent.clone());
-    if let Some(v) = ctx.caller.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+    if let Some(v) = ctx
+        .caller
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
         h.insert("x-caller-service", v);
     }
-    if let Some(v) = ctx.tenant.as_deref().and_then(|t| HeaderValue::from_str(t).ok()) {
+    if let Some(v) = ctx
+        .tenant
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
         h.insert("x-tenant-id", v);
     }
 }

@@ -68,13 +68,13 @@ impl Ids {
 /// `^[A-Za-z0-9._:-]{1,128}$`
 pub fn valid_correlation_id(v: &[u8]) -> bool {
     (1..=128).contains(&v.len())
-        && v
-            .iter()
+        && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 fn is_lower_hex(s: &[u8]) -> bool {
-    s.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    s.iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
 /// The trace id and flags of a valid `traceparent`, per W3C Trace Context
@@ -143,8 +143,11 @@ mod tests {
         ] {
             let next = next_traceparent(Some(bad));
             assert!(parse_traceparent(next.as_bytes()).is_some());
-            assert_ne!(&next.as_bytes()[3..35], &bad.get(3..35).unwrap_or(b"")[..]);
+            assert_ne!(&next.as_bytes()[3..35], bad.get(3..35).unwrap_or(b""));
         }
-        assert!(parse_traceparent(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later").is_some());
+        assert!(parse_traceparent(
+            b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later"
+        )
+        .is_some());
     }
 }

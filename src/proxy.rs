@@ -90,7 +90,11 @@ impl Proxy {
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
             Ok(Err(e)) => {
-                let what = if e.is_connect() { "connect" } else { "response" };
+                let what = if e.is_connect() {
+                    "connect"
+                } else {
+                    "response"
+                };
                 let detail = std::error::Error::source(&e)
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.to_string());
@@ -119,11 +123,16 @@ pub fn upstream_path<V>(
     let mut out = String::with_capacity(base_path.len() + path.len() + 16);
     out.push_str(base_path);
     let start = out.len();
+    // Where segment `rest_segment` starts: at the `/` before it.
+    let rest_at = route
+        .rest_segment
+        .and_then(|k| path.match_indices('/').nth(k).map(|(i, _)| i));
     for part in route.upstream {
         match *part {
             Part::Lit(l) => out.push_str(l),
             Part::Param(i) => out.push_str(m.param(i).unwrap_or("")),
-            Part::Suffix => out.push_str(route.prefix_len.and_then(|n| path.get(n..)).unwrap_or("")),
+            Part::Rest => out.push_str(rest_at.and_then(|i| path.get(i + 1..)).unwrap_or("")),
+            Part::Suffix => out.push_str(rest_at.and_then(|i| path.get(i..)).unwrap_or("")),
         }
     }
     if out.len() == start {
@@ -141,8 +150,9 @@ pub fn upstream_path<V>(
 /// # Errors
 /// 502 if the result is not a valid URI (cannot happen for sane paths).
 pub fn upstream_uri(u: &Upstream, path_and_query: String) -> Result<Uri, GatewayError> {
-    let pq = PathAndQuery::try_from(path_and_query)
-        .map_err(|e| GatewayError::upstream(ErrorKind::BadGateway, format!("upstream path: {e}")))?;
+    let pq = PathAndQuery::try_from(path_and_query).map_err(|e| {
+        GatewayError::upstream(ErrorKind::BadGateway, format!("upstream path: {e}"))
+    })?;
     Uri::builder()
         .scheme(u.url.scheme.clone())
         .authority(u.url.authority.clone())

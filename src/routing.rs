@@ -9,7 +9,7 @@ pub mod path;
 #[cfg(test)]
 mod tests;
 
-use crate::spec::{Methods, Spec};
+use crate::spec::Methods;
 pub use path::PathError;
 
 /// Why a request matched no route.
@@ -93,10 +93,4 @@ pub fn select_method<R: Copy>(
         allow |= m.0;
     }
     Err(Methods(allow))
-}
-
-/// The router of a compiled spec.
-pub fn spec_router<S: Spec>() -> Router<&'static [S::Route]> {
-    Router::new(S::PATHS.iter().copied())
-        .expect("compiled paths were inserted into this matchit version at build time")
 }

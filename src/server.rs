@@ -45,7 +45,9 @@ pub struct Gateway<S: Spec> {
 
 impl<S: Spec> std::fmt::Debug for Gateway<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gateway").field("name", &S::GATEWAY.name).finish()
+        f.debug_struct("Gateway")
+            .field("name", &S::GATEWAY.name)
+            .finish()
     }
 }
 
@@ -95,7 +97,10 @@ impl<S: Spec> Gateway<S> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let ids = Ids::from_headers(&parts.headers);
-        let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority().map(|a| a.as_str()));
+        let fwd = headers::strip_client(
+            &mut parts.headers,
+            parts.uri.authority().map(|a| a.as_str()),
+        );
         let client_ip = headers::client_ip(peer.ip(), &fwd, &self.trusted);
         let mut ctx = RequestCtx {
             ids,
@@ -140,10 +145,9 @@ impl<S: Spec> Gateway<S> {
             .map_err(|allow| GatewayError::client(ErrorKind::MethodNotAllowed(allow)))?;
         let spec = S::route(route);
         out.route = Some(spec.id);
-        let upstream = self
-            .proxy
-            .upstream(spec.service)
-            .ok_or_else(|| GatewayError::upstream(ErrorKind::BadGateway, "unknown service index"))?;
+        let upstream = self.proxy.upstream(spec.service).ok_or_else(|| {
+            GatewayError::upstream(ErrorKind::BadGateway, "unknown service index")
+        })?;
         out.upstream = Some(upstream.name);
         let pq = proxy::upstream_path(spec, &m, path, parts.uri.query(), &upstream.url.base_path);
         drop(m);
@@ -154,7 +158,9 @@ impl<S: Spec> Gateway<S> {
         parts.version = http::Version::HTTP_11;
         let trusted_peer = self.trusted.contains(ctx.peer.ip());
         headers::set_upstream(&mut parts.headers, ctx, fwd, trusted_peer, &self.via);
-        parts.headers.insert(http::header::HOST, upstream.host.clone());
+        parts
+            .headers
+            .insert(http::header::HOST, upstream.host.clone());
         let (resp, took) = self
             .proxy
             .send(Request::from_parts(parts, body), spec.timeout)
@@ -164,7 +170,10 @@ impl<S: Spec> Gateway<S> {
         // The client spoke its own HTTP version; the upstream's is not its business.
         rparts.version = client_version;
         headers::filter_response(&mut rparts.headers, ctx, &self.via);
-        Ok(Response::from_parts(rparts, http_body_util::Either::Left(rbody)))
+        Ok(Response::from_parts(
+            rparts,
+            http_body_util::Either::Left(rbody),
+        ))
     }
 
     fn log(
@@ -241,7 +250,9 @@ pub async fn serve<S: Spec>(
             let gw = gw.clone();
             async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -43,6 +43,23 @@ pub struct ServiceSpec {
 pub struct Methods(pub u16);
 
 impl Methods {
+    /// `GET`
+    pub const GET: u16 = 1;
+    /// `HEAD`
+    pub const HEAD: u16 = 2;
+    /// `POST`
+    pub const POST: u16 = 4;
+    /// `PUT`
+    pub const PUT: u16 = 8;
+    /// `PATCH`
+    pub const PATCH: u16 = 16;
+    /// `DELETE`
+    pub const DELETE: u16 = 32;
+    /// `OPTIONS`
+    pub const OPTIONS: u16 = 64;
+    /// Every method a route can accept (the default).
+    pub const ANY: Methods = Methods(127);
+
     /// Method names and bits, in the order `Allow` lists them.
     pub const NAMES: [(&'static str, u16); 7] = [
         ("GET", 1),
@@ -90,9 +107,11 @@ impl Methods {
 pub enum Part {
     /// Copied as is.
     Lit(&'static str),
-    /// The n-th captured parameter, as received (still percent-encoded).
+    /// The n-th `{name}` parameter, as received (still percent-encoded).
     Param(usize),
-    /// The rest of the path after a prefix route's base.
+    /// The `{*name}` catch-all's value, as received, without a leading `/`.
+    Rest,
+    /// What follows a prefix route's base: empty, `/`, or `/...`.
     Suffix,
 }
 
@@ -109,8 +128,9 @@ pub struct RouteSpec {
     pub service: usize,
     /// The upstream path template.
     pub upstream: &'static [Part],
-    /// For a prefix route, the byte length of its base path.
-    pub prefix_len: Option<usize>,
+    /// For a catch-all or prefix route, the path segment where the rest
+    /// starts.
+    pub rest_segment: Option<usize>,
     /// Upstream response-head timeout.
     pub timeout: Duration,
     /// The named policy, if any.

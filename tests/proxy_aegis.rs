@@ -35,44 +35,272 @@ async fn aegis() -> Running {
 const REWRITES: &[(RouteId, &str, &str, &str, &str)] = {
     use RouteId::*;
     &[
-        (ApiV1Conversations, "GET", "/api/v1/conversations", "orchestration", "/conversations"),
-        (ApiV1Conversations, "GET", "/api/v1/conversations/", "orchestration", "/conversations/"),
-        (ApiV1Conversations, "GET", "/api/v1/conversations/c1/messages?limit=5&after=%2Fx", "orchestration", "/conversations/c1/messages?limit=5&after=%2Fx"),
-        (ApiV1Conversations, "DELETE", "/api/v1/conversations/a%20b", "orchestration", "/conversations/a%20b"),
-        (ApiV1AgentsIdExecute, "POST", "/api/v1/agents/a1/execute", "orchestration", "/execute"),
-        (ApiV1AgentsIdStreamConvId, "GET", "/api/v1/agents/a1/stream/c%2B9", "orchestration", "/conversations/c%2B9/stream"),
-        (ApiV1Approvals, "GET", "/api/v1/approvals", "approval", "/approvals"),
-        (ApiV1Approvals, "PUT", "/api/v1/approvals/42/decision", "approval", "/approvals/42/decision"),
-        (ApiV1GraphContextManagedId, "GET", "/api/v1/graph/context/managed/m1", "knowledge_graph", "/context/assemble/managed/m1"),
-        (ApiV1GraphContextWellApi, "GET", "/api/v1/graph/context/42-001-00001?depth=2", "knowledge_graph", "/context/assemble/42-001-00001?depth=2"),
-        (ApiV1GraphContextWellApi, "GET", "/api/v1/graph/context/managed", "knowledge_graph", "/context/assemble/managed"),
-        (ApiV1GraphEntities, "GET", "/api/v1/graph/entities/e1", "knowledge_graph", "/entities/e1"),
-        (ApiV1Impact, "GET", "/api/v1/impact/e1", "knowledge_graph", "/impact/e1"),
-        (ApiV1Admin, "GET", "/api/v1/admin/users", "knowledge_graph", "/admin/users"),
-        (ApiV1EntityTypes, "GET", "/api/v1/entity-types", "knowledge_graph", "/entity-types"),
-        (ApiV1RelationshipTypes, "GET", "/api/v1/relationship-types/t1", "knowledge_graph", "/relationship-types/t1"),
-        (ApiV1RelationshipRules, "GET", "/api/v1/relationship-rules", "knowledge_graph", "/relationship-rules"),
-        (ApiV1DetectionRules, "PATCH", "/api/v1/detection-rules/r1", "knowledge_graph", "/event-detection-rules/r1"),
-        (ApiV1Entities, "GET", "/api/v1/entities/x", "knowledge_graph", "/managed-entities/x"),
-        (ApiV1IngestCsv, "POST", "/api/v1/ingest/csv", "ingestion", "/ingest/operator/csv"),
-        (ApiV1Ingest, "POST", "/api/v1/ingest/json", "ingestion", "/ingest/json"),
-        (ApiV1ComplianceSummary, "GET", "/api/v1/compliance/summary", "orchestration", "/compliance/summary"),
-        (ApiV1ComplianceMatrix, "GET", "/api/v1/compliance/matrix", "orchestration", "/compliance/matrix"),
-        (ApiV1ComplianceCharts, "GET", "/api/v1/compliance/charts/trend", "orchestration", "/compliance/charts/trend"),
-        (ApiV1ComplianceAssess, "POST", "/api/v1/compliance/assess/w1", "orchestration", "/compliance/assess/w1"),
-        (ApiV1Compliance, "GET", "/api/v1/compliance/reports/1", "compliance", "/compliance/reports/1"),
-        (ApiV1Compliance, "GET", "/api/v1/compliance", "compliance", "/compliance"),
-        (ApiV1Compliance, "GET", "/api/v1/compliance/summary/extra", "compliance", "/compliance/summary/extra"),
-        (ApiV1Checklists, "GET", "/api/v1/checklists/1", "orchestration", "/checklists/1"),
-        (ApiV1Rules, "GET", "/api/v1/rules", "orchestration", "/rules"),
-        (ApiV1Workspaces, "GET", "/api/v1/workspaces/w/events", "orchestration", "/workspaces/w/events"),
-        (ApiV1Events, "GET", "/api/v1/events?since=1", "flaring", "/events?since=1"),
-        (ApiV1FlareEvents, "GET", "/api/v1/flare-events/1", "flaring", "/flare-events/1"),
-        (ApiV1RepairObligations, "GET", "/api/v1/repair-obligations", "flaring", "/repair-obligations"),
-        (ApiV1Authorizations, "GET", "/api/v1/authorizations/a", "flaring", "/authorizations/a"),
-        (ApiV1Alerts, "GET", "/api/v1/alerts/a", "flaring", "/alerts/a"),
-        (ApiV1Flaring, "GET", "/api/v1/flaring/legacy", "flaring", "/flaring/legacy"),
-        (ApiV1Auth, "POST", "/api/v1/auth/token", "auth", "/auth/token"),
+        (
+            ApiV1Conversations,
+            "GET",
+            "/api/v1/conversations",
+            "orchestration",
+            "/conversations",
+        ),
+        (
+            ApiV1Conversations,
+            "GET",
+            "/api/v1/conversations/",
+            "orchestration",
+            "/conversations/",
+        ),
+        (
+            ApiV1Conversations,
+            "GET",
+            "/api/v1/conversations/c1/messages?limit=5&after=%2Fx",
+            "orchestration",
+            "/conversations/c1/messages?limit=5&after=%2Fx",
+        ),
+        (
+            ApiV1Conversations,
+            "DELETE",
+            "/api/v1/conversations/a%20b",
+            "orchestration",
+            "/conversations/a%20b",
+        ),
+        (
+            ApiV1AgentsIdExecute,
+            "POST",
+            "/api/v1/agents/a1/execute",
+            "orchestration",
+            "/execute",
+        ),
+        (
+            ApiV1AgentsIdStreamConvId,
+            "GET",
+            "/api/v1/agents/a1/stream/c%2B9",
+            "orchestration",
+            "/conversations/c%2B9/stream",
+        ),
+        (
+            ApiV1Approvals,
+            "GET",
+            "/api/v1/approvals",
+            "approval",
+            "/approvals",
+        ),
+        (
+            ApiV1Approvals,
+            "PUT",
+            "/api/v1/approvals/42/decision",
+            "approval",
+            "/approvals/42/decision",
+        ),
+        (
+            ApiV1GraphContextManagedId,
+            "GET",
+            "/api/v1/graph/context/managed/m1",
+            "knowledge_graph",
+            "/context/assemble/managed/m1",
+        ),
+        (
+            ApiV1GraphContextWellApi,
+            "GET",
+            "/api/v1/graph/context/42-001-00001?depth=2",
+            "knowledge_graph",
+            "/context/assemble/42-001-00001?depth=2",
+        ),
+        (
+            ApiV1GraphContextWellApi,
+            "GET",
+            "/api/v1/graph/context/managed",
+            "knowledge_graph",
+            "/context/assemble/managed",
+        ),
+        (
+            ApiV1GraphEntities,
+            "GET",
+            "/api/v1/graph/entities/e1",
+            "knowledge_graph",
+            "/entities/e1",
+        ),
+        (
+            ApiV1Impact,
+            "GET",
+            "/api/v1/impact/e1",
+            "knowledge_graph",
+            "/impact/e1",
+        ),
+        (
+            ApiV1Admin,
+            "GET",
+            "/api/v1/admin/users",
+            "knowledge_graph",
+            "/admin/users",
+        ),
+        (
+            ApiV1EntityTypes,
+            "GET",
+            "/api/v1/entity-types",
+            "knowledge_graph",
+            "/entity-types",
+        ),
+        (
+            ApiV1RelationshipTypes,
+            "GET",
+            "/api/v1/relationship-types/t1",
+            "knowledge_graph",
+            "/relationship-types/t1",
+        ),
+        (
+            ApiV1RelationshipRules,
+            "GET",
+            "/api/v1/relationship-rules",
+            "knowledge_graph",
+            "/relationship-rules",
+        ),
+        (
+            ApiV1DetectionRules,
+            "PATCH",
+            "/api/v1/detection-rules/r1",
+            "knowledge_graph",
+            "/event-detection-rules/r1",
+        ),
+        (
+            ApiV1Entities,
+            "GET",
+            "/api/v1/entities/x",
+            "knowledge_graph",
+            "/managed-entities/x",
+        ),
+        (
+            ApiV1IngestCsv,
+            "POST",
+            "/api/v1/ingest/csv",
+            "ingestion",
+            "/ingest/operator/csv",
+        ),
+        (
+            ApiV1Ingest,
+            "POST",
+            "/api/v1/ingest/json",
+            "ingestion",
+            "/ingest/json",
+        ),
+        (
+            ApiV1ComplianceSummary,
+            "GET",
+            "/api/v1/compliance/summary",
+            "orchestration",
+            "/compliance/summary",
+        ),
+        (
+            ApiV1ComplianceMatrix,
+            "GET",
+            "/api/v1/compliance/matrix",
+            "orchestration",
+            "/compliance/matrix",
+        ),
+        (
+            ApiV1ComplianceCharts,
+            "GET",
+            "/api/v1/compliance/charts/trend",
+            "orchestration",
+            "/compliance/charts/trend",
+        ),
+        (
+            ApiV1ComplianceAssess,
+            "POST",
+            "/api/v1/compliance/assess/w1",
+            "orchestration",
+            "/compliance/assess/w1",
+        ),
+        (
+            ApiV1Compliance,
+            "GET",
+            "/api/v1/compliance/reports/1",
+            "compliance",
+            "/compliance/reports/1",
+        ),
+        (
+            ApiV1Compliance,
+            "GET",
+            "/api/v1/compliance",
+            "compliance",
+            "/compliance",
+        ),
+        (
+            ApiV1Compliance,
+            "GET",
+            "/api/v1/compliance/summary/extra",
+            "compliance",
+            "/compliance/summary/extra",
+        ),
+        (
+            ApiV1Checklists,
+            "GET",
+            "/api/v1/checklists/1",
+            "orchestration",
+            "/checklists/1",
+        ),
+        (
+            ApiV1Rules,
+            "GET",
+            "/api/v1/rules",
+            "orchestration",
+            "/rules",
+        ),
+        (
+            ApiV1Workspaces,
+            "GET",
+            "/api/v1/workspaces/w/events",
+            "orchestration",
+            "/workspaces/w/events",
+        ),
+        (
+            ApiV1Events,
+            "GET",
+            "/api/v1/events?since=1",
+            "flaring",
+            "/events?since=1",
+        ),
+        (
+            ApiV1FlareEvents,
+            "GET",
+            "/api/v1/flare-events/1",
+            "flaring",
+            "/flare-events/1",
+        ),
+        (
+            ApiV1RepairObligations,
+            "GET",
+            "/api/v1/repair-obligations",
+            "flaring",
+            "/repair-obligations",
+        ),
+        (
+            ApiV1Authorizations,
+            "GET",
+            "/api/v1/authorizations/a",
+            "flaring",
+            "/authorizations/a",
+        ),
+        (
+            ApiV1Alerts,
+            "GET",
+            "/api/v1/alerts/a",
+            "flaring",
+            "/alerts/a",
+        ),
+        (
+            ApiV1Flaring,
+            "GET",
+            "/api/v1/flaring/legacy",
+            "flaring",
+            "/flaring/legacy",
+        ),
+        (
+            ApiV1Auth,
+            "POST",
+            "/api/v1/auth/token",
+            "auth",
+            "/auth/token",
+        ),
     ]
 };
 
@@ -165,7 +393,13 @@ async fn malformed_paths_are_400_and_never_forwarded() {
     ] {
         let got = get(&gw.url(path)).await;
         assert_eq!(got.status, 400, "{path}");
-        assert!(got.json()["error"].as_str().unwrap().starts_with("Invalid path"), "{path}");
+        assert!(
+            got.json()["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid path"),
+            "{path}"
+        );
     }
     // What a client library would refuse to send.
     for target in ["/api/v1/conversations/a\\b", "*"] {
@@ -202,7 +436,10 @@ async fn client_owned_headers_are_stripped_and_gateway_headers_set() {
         ("x-service-token", "shared"),
         ("cookie", "session=1"),
         ("x-correlation-id", "corr-123:abc"),
-        ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
         ("x-custom", "kept"),
     ];
     let got = send("GET", &gw.url("/api/v1/rules"), &hostile, "").await;
@@ -231,7 +468,10 @@ async fn client_owned_headers_are_stripped_and_gateway_headers_set() {
     assert_eq!(h["x-request-id"], request_id);
     assert_eq!(got.header("x-correlation-id"), Some("corr-123:abc"));
     let tp = h["traceparent"].as_str().unwrap();
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
     assert!(!tp.contains("00f067aa0ba902b7"), "new span id: {tp}");
     assert!(tp.ends_with("-01"));
     gw.shutdown().await;
@@ -252,7 +492,10 @@ async fn fresh_ids_when_the_client_sends_none_or_invalid_ones() {
     let got = send(
         "GET",
         &gw.url("/api/v1/rules"),
-        &[("x-correlation-id", "bad value with spaces"), ("traceparent", "garbage")],
+        &[
+            ("x-correlation-id", "bad value with spaces"),
+            ("traceparent", "garbage"),
+        ],
         "",
     )
     .await;
@@ -264,7 +507,11 @@ async fn fresh_ids_when_the_client_sends_none_or_invalid_ones() {
     assert_eq!(tp.len(), 55);
     assert!(tp.starts_with("00-"));
     let other = get(&gw.url("/api/v1/rules")).await;
-    assert_ne!(other.header("x-request-id"), Some(rid), "ids are per request");
+    assert_ne!(
+        other.header("x-request-id"),
+        Some(rid),
+        "ids are per request"
+    );
     gw.shutdown().await;
 }
 
@@ -299,7 +546,10 @@ async fn server_sent_events_stream_event_by_event() {
     let mut arrivals = Vec::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame.unwrap().into_data() {
-            arrivals.push((started.elapsed(), String::from_utf8_lossy(&data).into_owned()));
+            arrivals.push((
+                started.elapsed(),
+                String::from_utf8_lossy(&data).into_owned(),
+            ));
         }
     }
     let text: String = arrivals.iter().map(|(_, t)| t.as_str()).collect();
@@ -319,14 +569,20 @@ async fn dead_upstream_is_502() {
         env.push((var, format!("http://{addr}")));
     }
     // A port that was just free: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     env.retain(|(v, _)| *v != "AUTH_URL");
     env.push(("AUTH_URL", format!("http://{closed}")));
     let gw = start::<Spec>(&env).await;
     let got = send("POST", &gw.url("/api/v1/auth/token"), &[], "{}").await;
     assert_eq!(got.status, 502);
     assert_eq!(got.json()["error"], "Bad gateway");
-    assert_eq!(got.json()["request_id"], got.header("x-request-id").unwrap());
+    assert_eq!(
+        got.json()["request_id"],
+        got.header("x-request-id").unwrap()
+    );
     gw.shutdown().await;
 }
 
@@ -338,12 +594,15 @@ async fn one_access_log_line_per_request_with_the_request_id() {
         env.push((var, format!("http://{addr}")));
     }
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let gw = support::start_with_log::<Spec>(
-        &env,
-        gateway::log::AccessSink::Memory(lines.clone()),
+    let gw = support::start_with_log::<Spec>(&env, gateway::log::AccessSink::Memory(lines.clone()))
+        .await;
+    let ok = send(
+        "POST",
+        &gw.url("/api/v1/agents/a1/execute?secret=1"),
+        &[("x-correlation-id", "c-1")],
+        "",
     )
     .await;
-    let ok = send("POST", &gw.url("/api/v1/agents/a1/execute?secret=1"), &[("x-correlation-id", "c-1")], "").await;
     let missing = get(&gw.url("/nope")).await;
     gw.shutdown().await;
     let lines = lines.lock().unwrap().clone();
@@ -352,7 +611,10 @@ async fn one_access_log_line_per_request_with_the_request_id() {
     assert_eq!(first["request_id"], ok.header("x-request-id").unwrap());
     assert_eq!(first["correlation_id"], "c-1");
     assert_eq!(first["method"], "POST");
-    assert_eq!(first["path"], "/api/v1/agents/a1/execute", "no query in logs");
+    assert_eq!(
+        first["path"], "/api/v1/agents/a1/execute",
+        "no query in logs"
+    );
     assert_eq!(first["route"], "api_v1_agents_id_execute");
     assert_eq!(first["upstream"], "orchestration");
     assert_eq!(first["status"], 200);
@@ -362,7 +624,10 @@ async fn one_access_log_line_per_request_with_the_request_id() {
         assert!(first.get(key).is_some(), "{key} missing");
     }
     let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
-    assert_eq!(second["request_id"], missing.header("x-request-id").unwrap());
+    assert_eq!(
+        second["request_id"],
+        missing.header("x-request-id").unwrap()
+    );
     assert_eq!(second["status"], 404);
     assert_eq!(second["route"], serde_json::Value::Null);
 }

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 
 use support::{echo_upstream, get, send, start, Running};
 
-mod timeouts {
-    gateway_macros::spec!("tests/specs/timeouts.yaml");
+mod edge_cases {
+    gateway_macros::spec!("tests/specs/edge_cases.yaml");
 }
 
 async fn gateway() -> Running {
     let reader = echo_upstream("reader").await;
     let writer = echo_upstream("writer").await;
-    start::<timeouts::Spec>(&[
+    start::<edge_cases::Spec>(&[
         ("READER_URL", format!("http://{reader}")),
         ("WRITER_URL", format!("http://{writer}")),
     ])
@@ -30,8 +30,14 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
     let took = started.elapsed();
     assert_eq!(got.status, 504);
     assert_eq!(got.json()["error"], "Gateway timeout");
-    assert_eq!(got.json()["request_id"], got.header("x-request-id").unwrap());
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_millis(2500), "{took:?}");
+    assert_eq!(
+        got.json()["request_id"],
+        got.header("x-request-id").unwrap()
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
     // The same upstream behind the default (5 s) timeout answers.
     let got = get(&gw.url("/patient/slow")).await;
     assert_eq!(got.status, 200);
@@ -42,8 +48,14 @@ async fn slow_upstream_is_504_after_the_route_timeout() {
 async fn one_path_split_by_method_across_services() {
     let gw = gateway().await;
     assert_eq!(get(&gw.url("/orders")).await.json()["service"], "reader");
-    assert_eq!(send("POST", &gw.url("/orders"), &[], "{}").await.json()["service"], "writer");
-    assert_eq!(send("PUT", &gw.url("/orders"), &[], "{}").await.json()["service"], "writer");
+    assert_eq!(
+        send("POST", &gw.url("/orders"), &[], "{}").await.json()["service"],
+        "writer"
+    );
+    assert_eq!(
+        send("PUT", &gw.url("/orders"), &[], "{}").await.json()["service"],
+        "writer"
+    );
     let got = send("DELETE", &gw.url("/orders"), &[], "").await;
     assert_eq!(got.status, 405);
     assert_eq!(got.header("allow"), Some("GET, HEAD, POST, PUT"));
@@ -54,7 +66,9 @@ async fn one_path_split_by_method_across_services() {
 async fn credentials_are_forwarded_only_where_the_route_says_so() {
     let gw = gateway().await;
     let creds = [("authorization", "Bearer t"), ("x-service-token", "s")];
-    let h = &send("GET", &gw.url("/auth-passthrough/x"), &creds, "").await.json()["headers"];
+    let h = &send("GET", &gw.url("/auth-passthrough/x"), &creds, "")
+        .await
+        .json()["headers"];
     assert_eq!(h["authorization"], "Bearer t");
     assert_eq!(h["x-service-token"], "s");
     let got = send("GET", &gw.url("/inline/x"), &creds, "").await.json();
@@ -78,11 +92,17 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
     let stopping = tokio::spawn(gw.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The listener is closed at once.
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
     let got = in_flight.await.unwrap();
     assert_eq!(got.status, 200, "the in-flight request completed");
     stopping.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "did not wait for the drain deadline");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the drain deadline"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -91,5 +111,57 @@ async fn idle_gateway_stops_at_once() {
     let _ = get(&gw.url("/orders")).await;
     let started = Instant::now();
     gw.shutdown().await;
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prefix_route_under_a_parameter_forwards_the_right_suffix() {
+    let gw = gateway().await;
+    for (path, want) in [
+        ("/t/acme/files", "/tenants/acme/files"),
+        ("/t/acme/files/", "/tenants/acme/files/"),
+        (
+            "/t/a-much-longer-tenant/files/x/y.txt?v=1",
+            "/tenants/a-much-longer-tenant/files/x/y.txt?v=1",
+        ),
+        ("/root-rest/a/b%20c/", "/r/a/b%20c/"),
+        ("/root-rest/a", "/r/a"),
+    ] {
+        let got = get(&gw.url(path)).await;
+        assert_eq!(got.status, 200, "{path}");
+        assert_eq!(got.json()["uri"], want, "{path}");
+    }
+    assert_eq!(get(&gw.url("/t/acme/filesx")).await.status, 404);
+    assert_eq!(
+        get(&gw.url("/root-rest/")).await.status,
+        404,
+        "a catch-all needs a value"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn param_route_beats_prefix_route_without_method_fallback() {
+    let gw = gateway().await;
+    let got = send("POST", &gw.url("/items/7"), &[], "{}").await;
+    assert_eq!(
+        (got.status.as_u16(), got.json()["uri"].clone()),
+        (200, "/items/7".into())
+    );
+    // GET /items/7 belongs to the POST-only param route: 405, not the prefix route.
+    let got = get(&gw.url("/items/7")).await;
+    assert_eq!(got.status, 405);
+    assert_eq!(got.header("allow"), Some("POST"));
+    // Deeper and shallower paths are the prefix route's.
+    assert_eq!(
+        get(&gw.url("/items/7/reviews")).await.json()["uri"],
+        "/catalog/7/reviews"
+    );
+    assert_eq!(get(&gw.url("/items")).await.json()["uri"], "/catalog");
+    assert_eq!(get(&gw.url("/items/")).await.json()["uri"], "/catalog/");
+    gw.shutdown().await;
 }

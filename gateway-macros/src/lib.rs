@@ -2,7 +2,7 @@
 //! same items `build.rs` generates for `gateway.yaml`, so tests and
 //! benchmarks can build other specs next to the bundled one.
 //!
-//! ```ignore
+//! ```text
 //! mod fetch_service {
 //!     gateway_macros::spec!("tests/specs/fetch_service.yaml");
 //! }
@@ -32,13 +32,15 @@ fn expand(lit: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
             "spec paths are relative to the crate's Cargo.toml, so builds do not depend on the machine",
         ));
     }
-    let dir = std::env::var("CARGO_MANIFEST_DIR")
-        .map_err(|_| syn::Error::new_spanned(lit, "CARGO_MANIFEST_DIR is not set; build with cargo"))?;
+    let dir = std::env::var("CARGO_MANIFEST_DIR").map_err(|_| {
+        syn::Error::new_spanned(lit, "CARGO_MANIFEST_DIR is not set; build with cargo")
+    })?;
     let path = std::path::Path::new(&dir).join(&rel);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| syn::Error::new_spanned(lit, format!("cannot read spec `{rel}`: {e}")))?;
-    let compiled = gateway_codegen::compile_str(&rel, &text)
-        .map_err(|d| syn::Error::new_spanned(lit, format!("invalid gateway spec\n{}", d.render())))?;
+    let compiled = gateway_codegen::compile_str(&rel, &text).map_err(|d| {
+        syn::Error::new_spanned(lit, format!("invalid gateway spec\n{}", d.render()))
+    })?;
     let items = compiled.tokens();
     let abs = path.display().to_string();
     if std::env::var_os("GATEWAY_CODEGEN_DEBUG").is_some() {

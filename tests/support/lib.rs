@@ -33,7 +33,9 @@ pub async fn echo_upstream(name: &'static str) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = service_fn(move |req| echo(name, req));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -68,11 +70,20 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Box
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let headers: serde_json::Map<String, Value> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), json!(String::from_utf8_lossy(v.as_bytes()))))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                json!(String::from_utf8_lossy(v.as_bytes())),
+            )
+        })
         .collect();
     let echo = json!({
         "service": name,
@@ -131,7 +142,11 @@ pub async fn start<S: Spec>(env: &[(&str, String)]) -> Running {
 /// Like [`start`], with the access log going to `sink`.
 pub async fn start_with_log<S: Spec>(env: &[(&str, String)], sink: AccessSink) -> Running {
     let env = StartupEnv::from_pairs(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let gw = Arc::new(Gateway::<S>::new(&env).expect("gateway starts").with_access_log(sink));
+    let gw = Arc::new(
+        Gateway::<S>::new(&env)
+            .expect("gateway starts")
+            .with_access_log(sink),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
@@ -165,12 +180,7 @@ impl Got {
 }
 
 /// Sends one request with hyper's client (which does not normalize paths).
-pub async fn send(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Got {
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Got {
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let mut req = Request::builder().method(method).uri(url);

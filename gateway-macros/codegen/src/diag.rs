@@ -122,7 +122,11 @@ impl Diagnostics {
             out.push_str(&d.to_string());
             out.push('\n');
         }
-        let errors = self.0.iter().filter(|d| d.severity == Severity::Error).count();
+        let errors = self
+            .0
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
         if errors > 0 {
             let s = if errors == 1 { "" } else { "s" };
             out.push_str(&format!("{errors} error{s} in the gateway spec\n"));

@@ -20,7 +20,7 @@
 //!
 //! let bad = yaml.replace("service: orders", "service: order");
 //! let err = gateway_codegen::compile_str("gateway.yaml", &bad).unwrap_err();
-//! assert!(err.render().contains("gateway.yaml:9:14: error: route `/api/orders/{id}` uses unknown service `order`"));
+//! assert!(err.render().contains("gateway.yaml:8:14: error: route `/api/orders/{id}` uses unknown service `order`"));
 //! ```
 #![deny(missing_docs)]
 

@@ -23,10 +23,10 @@ pub struct Spec {
     /// Settings of the gateway process itself.
     pub gateway: Gateway,
     /// Upstream services, by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_map")]
     pub services: BTreeMap<String, Service>,
     /// Named, reusable policies.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_map")]
     pub policies: BTreeMap<String, Policy>,
     /// The route table.
     pub routes: Vec<Route>,
@@ -41,16 +41,19 @@ pub struct Gateway {
     /// `host:port` to listen on; `GATEWAY_LISTEN` overrides it.
     pub listen: String,
     /// Addresses or CIDR blocks whose `X-Forwarded-*` chain is trusted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub trusted_proxies: Vec<String>,
     /// Gateway-wide timeouts.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub timeouts: Timeouts,
     /// TLS termination (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub tls: Option<Planned>,
     /// JWT verification settings (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub jwt: Option<Planned>,
     /// HMAC service-auth settings (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub service_auth: Option<Planned>,
 }
 
@@ -75,12 +78,16 @@ pub struct Service {
     /// Base URL: an environment variable and a default.
     pub url: ServiceUrl,
     /// Outbound identity (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub identity: Option<Planned>,
     /// Upstream TLS settings (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub tls: Option<Planned>,
     /// Circuit breaker (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub circuit_breaker: Option<Planned>,
     /// Allow a plain-HTTP URL in production (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub allow_plaintext: Option<Planned>,
 }
 
@@ -111,8 +118,10 @@ pub struct Route {
     /// A named policy, or an inline one.
     pub policy: Option<PolicyRef>,
     /// Several live API versions (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub versions: Option<Planned>,
     /// Canary split (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub canary: Option<Planned>,
 }
 
@@ -134,20 +143,28 @@ pub struct Policy {
     /// Client credentials forwarded upstream (stripped otherwise).
     pub forward_credentials: Option<Vec<Credential>>,
     /// User authentication (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub auth: Option<Planned>,
     /// Required roles (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub roles: Option<Planned>,
     /// HMAC service authentication (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub service_auth: Option<Planned>,
     /// Shared service token (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub service_token: Option<Planned>,
     /// Rate limit (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub rate_limit: Option<Planned>,
     /// CORS (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub cors: Option<Planned>,
     /// Retries (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub retries: Option<Planned>,
     /// Request body limit (planned).
+    #[serde(default, deserialize_with = "planned")]
     pub body_limit: Option<Planned>,
 }
 
@@ -169,6 +186,74 @@ pub struct Planned;
 impl<'de> Deserialize<'de> for Planned {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         de::IgnoredAny::deserialize(d).map(|_| Planned)
+    }
+}
+
+/// A planned field counts as written whatever its value, even empty or
+/// `~`, so `rate_limit:` left blank is still reported, never ignored.
+fn planned<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Planned>, D::Error> {
+    de::IgnoredAny::deserialize(d).map(|_| Some(Planned))
+}
+
+/// An empty section (`timeouts:` with nothing under it) means the default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A mapping whose keys must be unique: YAML parsers keep the last of two
+/// equal keys, which would silently drop a service or policy.
+fn unique_map<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = BTreeMap<String, T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of names")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key_seed(NewKey(&out))? {
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
+}
+
+/// A mapping key that must not be in `self.0` yet. The check runs inside
+/// the key's visitor so that the error carries the second key's position.
+struct NewKey<'m, T>(&'m BTreeMap<String, T>);
+
+impl<'de, T> de::DeserializeSeed<'de> for NewKey<'_, T> {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, T> Visitor<'de> for NewKey<'_, T> {
+    type Value = String;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        if self.0.contains_key(v) {
+            Err(E::custom(format_args!("`{v}` is declared twice")))
+        } else {
+            Ok(v.to_owned())
+        }
     }
 }
 
@@ -227,17 +312,31 @@ impl Source<'_> {
 }
 
 /// serde_yaml appends " at line L column C" to messages; we show the
-/// location ourselves.
+/// location ourselves, but keep any later context ("while parsing a flow
+/// sequence at line 12 column 14"), which points at the real cause.
 fn strip_location(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
-    }
+    let Some(i) = msg.find(" at line ") else {
+        return msg.to_owned();
+    };
+    let rest = &msg[i + " at line ".len()..];
+    let end = rest
+        .find(" column ")
+        .map(|c| {
+            let after = &rest[c + " column ".len()..];
+            c + " column ".len()
+                + after
+                    .find(|ch: char| !ch.is_ascii_digit())
+                    .unwrap_or(after.len())
+        })
+        .unwrap_or(0);
+    format!("{}{}", &msg[..i], &rest[end..])
 }
 
 fn parse_help(message: &str) -> String {
     if message.contains("unknown field") {
         "check the spelling; docs/gateway-yaml.md lists every field".into()
+    } else if message.contains("declared twice") {
+        "remove or rename one of them: the second would silently replace the first".into()
     } else if message.contains("missing field") {
         "add the field; docs/gateway-yaml.md shows an example".into()
     } else {

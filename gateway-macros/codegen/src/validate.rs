@@ -10,11 +10,11 @@ pub mod values;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::spec::{Credential, Planned, Policy, PolicyRef, Source, Spec, SpecPath};
-use pattern::{Part, Pattern, Problem};
+use pattern::{Part, Pattern, Problem, Tier};
 
 /// The spec after validation: everything `emit` needs, resolved.
 #[derive(Debug, Clone)]
@@ -78,14 +78,16 @@ pub struct RouteIr {
     pub upstream_text: String,
     /// The parsed template.
     pub template: Vec<Part>,
-    /// Byte length of a prefix route's base, where its suffix starts.
-    pub prefix_len: Option<usize>,
+    /// Path segment where the forwarded rest starts (catch-all or prefix).
+    pub rest_segment: Option<usize>,
     /// Upstream response-head timeout.
     pub timeout_ms: u64,
     /// Credentials forwarded upstream.
     pub forward: Vec<Credential>,
     /// The named policy, if any.
     pub policy_name: Option<String>,
+    /// Index of the route in the spec's `routes:` list.
+    pub spec_index: usize,
 }
 
 impl RouteIr {
@@ -128,25 +130,18 @@ impl Ctx<'_> {
 
     /// A field reserved for later work is an error until it is built, so a
     /// spec never believes it is protected by a policy that does not run.
-    fn planned(&mut self, at: &SpecPath, field: Option<&Planned>, what: &str) {
-        if field.is_some() {
-            let name = at.0.last().map(|s| format!("{s:?}")).unwrap_or_default();
-            let _ = name;
+    fn planned(&mut self, parent: &SpecPath, field: &str, value: Option<&Planned>, what: &str) {
+        if value.is_some() {
             self.error(
-                at,
+                &parent.key_name(field),
                 Problem {
-                    message: format!("`{}` is not implemented yet ({what})", last_key(at)),
-                    help: "remove it for now; docs/gateway-yaml.md marks the fields that are planned".into(),
+                    message: format!("`{field}` is not implemented yet ({what})"),
+                    help:
+                        "remove it for now; docs/gateway-yaml.md marks the fields that are planned"
+                            .into(),
                 },
             );
         }
-    }
-}
-
-fn last_key(p: &SpecPath) -> String {
-    match p.0.last() {
-        Some(crate::spec::PathSeg::Key(k)) => k.clone(),
-        _ => p.to_string(),
     }
 }
 
@@ -163,24 +158,26 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
     let services = check_services(&mut cx, spec);
     check_policies(&mut cx, spec);
     let mut routes = Vec::new();
-    for (i, r) in spec.routes.iter().enumerate() {
+    for i in 0..spec.routes.len() {
         if let Some(route) = check_route(&mut cx, spec, &services, &gateway, i) {
             routes.push((i, route));
         }
-        let _ = r;
     }
+    check_service_idents(&mut cx, &services);
     check_route_ids(&mut cx, &mut routes);
     let paths = check_conflicts(&mut cx, &routes);
     if !cx.diags.is_empty() {
         return Err(Diagnostics(cx.diags));
     }
-    Ok(Checked {
+    let mut checked = Checked {
         gateway,
         services,
         routes: routes.into_iter().map(|(_, r)| r).collect(),
         paths,
         warnings: Diagnostics::default(),
-    })
+    };
+    check_health_shadow(src, &mut checked);
+    Ok(checked)
 }
 
 fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
@@ -193,7 +190,9 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
     }
     let t = at.key("timeouts");
     let mut dur = |key: &str, v: &Option<String>, default: u64| match v {
-        Some(s) => cx.check(&t.key(key), values::duration_ms(s)).unwrap_or(default),
+        Some(s) => cx
+            .check(&t.key(key), values::duration_ms(s))
+            .unwrap_or(default),
         None => default,
     };
     let ir = GatewayIr {
@@ -205,9 +204,14 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         drain_ms: dur("drain", &g.timeouts.drain, 30_000),
         header_read_ms: dur("header_read", &g.timeouts.header_read, 10_000),
     };
-    cx.planned(&at.key("tls"), g.tls.as_ref(), "TLS termination");
-    cx.planned(&at.key("jwt"), g.jwt.as_ref(), "JWT authentication");
-    cx.planned(&at.key("service_auth"), g.service_auth.as_ref(), "HMAC service auth");
+    cx.planned(&at, "tls", g.tls.as_ref(), "TLS termination");
+    cx.planned(&at, "jwt", g.jwt.as_ref(), "JWT authentication");
+    cx.planned(
+        &at,
+        "service_auth",
+        g.service_auth.as_ref(),
+        "HMAC service auth",
+    );
     ir
 }
 
@@ -215,13 +219,41 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
     let mut out = Vec::new();
     for (name, s) in &spec.services {
         let at = SpecPath::root().key("services").key(name);
-        cx.check(&at, values::ident("service", name));
+        cx.check(
+            &SpecPath::root().key("services").key_name(name),
+            values::ident("service", name),
+        );
         cx.check(&at.key("url").key("env"), values::env_name(&s.url.env));
-        cx.check(&at.key("url").key("default"), values::base_url(&s.url.default));
-        cx.planned(&at.key("identity"), s.identity.as_ref(), "outbound identity");
-        cx.planned(&at.key("tls"), s.tls.as_ref(), "upstream TLS");
-        cx.planned(&at.key("circuit_breaker"), s.circuit_breaker.as_ref(), "circuit breaking");
-        cx.planned(&at.key("allow_plaintext"), s.allow_plaintext.as_ref(), "production HTTPS enforcement");
+        if cx
+            .check(
+                &at.key("url").key("default"),
+                values::base_url(&s.url.default),
+            )
+            .is_some()
+            && s.url.default.starts_with("https://")
+        {
+            cx.error(
+                &at.key("url").key("default"),
+                Problem {
+                    message: "https upstreams are not implemented yet (upstream TLS)".into(),
+                    help: "use an http:// URL for now; upstream TLS is planned".into(),
+                },
+            );
+        }
+        cx.planned(&at, "identity", s.identity.as_ref(), "outbound identity");
+        cx.planned(&at, "tls", s.tls.as_ref(), "upstream TLS");
+        cx.planned(
+            &at,
+            "circuit_breaker",
+            s.circuit_breaker.as_ref(),
+            "circuit breaking",
+        );
+        cx.planned(
+            &at,
+            "allow_plaintext",
+            s.allow_plaintext.as_ref(),
+            "production HTTPS enforcement",
+        );
         out.push(ServiceIr {
             name: name.clone(),
             env: s.url.env.clone(),
@@ -234,7 +266,10 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
 fn check_policies(cx: &mut Ctx<'_>, spec: &Spec) {
     for (name, p) in &spec.policies {
         let at = SpecPath::root().key("policies").key(name);
-        cx.check(&at, values::ident("policy", name));
+        cx.check(
+            &SpecPath::root().key("policies").key_name(name),
+            values::ident("policy", name),
+        );
         check_policy(cx, &at, p);
     }
 }
@@ -259,14 +294,24 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
             seen.push(*c);
         }
     }
-    cx.planned(&at.key("auth"), p.auth.as_ref(), "JWT authentication");
-    cx.planned(&at.key("roles"), p.roles.as_ref(), "role checks");
-    cx.planned(&at.key("service_auth"), p.service_auth.as_ref(), "HMAC service auth");
-    cx.planned(&at.key("service_token"), p.service_token.as_ref(), "shared service tokens");
-    cx.planned(&at.key("rate_limit"), p.rate_limit.as_ref(), "rate limiting");
-    cx.planned(&at.key("cors"), p.cors.as_ref(), "CORS");
-    cx.planned(&at.key("retries"), p.retries.as_ref(), "retries");
-    cx.planned(&at.key("body_limit"), p.body_limit.as_ref(), "body limits");
+    cx.planned(at, "auth", p.auth.as_ref(), "JWT authentication");
+    cx.planned(at, "roles", p.roles.as_ref(), "role checks");
+    cx.planned(
+        at,
+        "service_auth",
+        p.service_auth.as_ref(),
+        "HMAC service auth",
+    );
+    cx.planned(
+        at,
+        "service_token",
+        p.service_token.as_ref(),
+        "shared service tokens",
+    );
+    cx.planned(at, "rate_limit", p.rate_limit.as_ref(), "rate limiting");
+    cx.planned(at, "cors", p.cors.as_ref(), "CORS");
+    cx.planned(at, "retries", p.retries.as_ref(), "retries");
+    cx.planned(at, "body_limit", p.body_limit.as_ref(), "body limits");
 }
 
 fn check_route(
@@ -278,15 +323,17 @@ fn check_route(
 ) -> Option<RouteIr> {
     let r = &spec.routes[i];
     let at = SpecPath::root().key("routes").index(i);
-    cx.planned(&at.key("versions"), r.versions.as_ref(), "API versions");
-    cx.planned(&at.key("canary"), r.canary.as_ref(), "canary routing");
+    cx.planned(&at, "versions", r.versions.as_ref(), "API versions");
+    cx.planned(&at, "canary", r.canary.as_ref(), "canary routing");
     let pattern = cx.check(&at.key("path"), pattern::parse_pattern(&r.path));
     if r.path == "/health" {
         cx.error(
             &at.key("path"),
             Problem {
                 message: "`/health` is answered by the gateway itself".into(),
-                help: "give the upstream's health check another path, e.g. `/api/v1/<service>/health`".into(),
+                help:
+                    "give the upstream's health check another path, e.g. `/api/v1/<service>/health`"
+                        .into(),
             },
         );
     }
@@ -298,14 +345,21 @@ fn check_route(
             &at.key("service"),
             Problem {
                 message: format!("route `{}` uses unknown service `{}`", r.path, r.service),
-                help: format!("declare it under `services:`, or use one of: {}", known.join(", ")),
+                help: if known.is_empty() {
+                    "declare it under `services:`".into()
+                } else {
+                    format!(
+                        "declare it under `services:`, or use one of: {}",
+                        known.join(", ")
+                    )
+                },
             },
         );
     }
     let template = pattern
         .as_ref()
         .and_then(|p| cx.check(&at.key("upstream"), pattern::parse_template(&r.upstream, p)));
-    let (policy, policy_name, policy_at) = resolve_policy(cx, spec, &at, r.policy.as_ref());
+    let (policy, policy_name) = resolve_policy(cx, spec, &at, r.policy.as_ref());
     let timeout_ms = policy
         .and_then(|p| p.timeout.as_deref())
         .and_then(|t| values::duration_ms(t).ok())
@@ -315,11 +369,8 @@ fn check_route(
         .unwrap_or_default();
     forward.sort();
     forward.dedup();
-    let _ = policy_at;
     let (pattern, methods, service, template) = (pattern?, methods?, service?, template?);
-    let prefix_len = pattern
-        .prefix
-        .then(|| pattern.prefix_base().trim_end_matches('/').len());
+    let rest_segment = pattern.rest_segment();
     Some(RouteIr {
         id: r.id.clone().unwrap_or_default(),
         pattern_text: r.path.clone(),
@@ -328,10 +379,11 @@ fn check_route(
         service,
         upstream_text: r.upstream.clone(),
         template,
-        prefix_len,
+        rest_segment,
         timeout_ms,
         forward,
         policy_name,
+        spec_index: i,
     })
 }
 
@@ -342,10 +394,10 @@ fn resolve_policy<'s>(
     spec: &'s Spec,
     at: &SpecPath,
     p: Option<&'s PolicyRef>,
-) -> (Option<&'s Policy>, Option<String>, SpecPath) {
+) -> (Option<&'s Policy>, Option<String>) {
     match p {
         Some(PolicyRef::Named(name)) => match spec.policies.get(name) {
-            Some(pol) => (Some(pol), Some(name.clone()), SpecPath::root().key("policies").key(name)),
+            Some(pol) => (Some(pol), Some(name.clone())),
             None => {
                 let known: Vec<&str> = spec.policies.keys().map(String::as_str).collect();
                 cx.error(
@@ -355,21 +407,26 @@ fn resolve_policy<'s>(
                         help: if known.is_empty() {
                             "declare it under `policies:`".into()
                         } else {
-                            format!("declare it under `policies:`, or use one of: {}", known.join(", "))
+                            format!(
+                                "declare it under `policies:`, or use one of: {}",
+                                known.join(", ")
+                            )
                         },
                     },
                 );
-                (None, None, at.clone())
+                (None, None)
             }
         },
         Some(PolicyRef::Inline(pol)) => {
             check_policy(cx, &at.key("policy"), pol);
-            (Some(pol), None, at.key("policy"))
+            (Some(pol), None)
         }
-        None => match spec.policies.get("default") {
-            Some(pol) => (Some(pol), Some("default".into()), SpecPath::root().key("policies").key("default")),
-            None => (None, None, at.clone()),
-        },
+        None => (
+            spec.policies.get("default"),
+            spec.policies
+                .contains_key("default")
+                .then(|| "default".into()),
+        ),
     }
 }
 
@@ -393,7 +450,7 @@ fn check_methods(cx: &mut Ctx<'_>, at: &SpecPath, list: Option<&[String]>) -> Op
     let mut ok = true;
     for (i, m) in list.iter().enumerate() {
         match values::method_bit(m) {
-            Ok(b) if bits & b != 0 && !(b == 2 && list.iter().filter(|x| *x == "HEAD").count() == 1) => {
+            Ok(b) if bits & b != 0 => {
                 cx.error(
                     &at.key("methods").index(i),
                     Problem {
@@ -416,42 +473,118 @@ fn check_methods(cx: &mut Ctx<'_>, at: &SpecPath, list: Option<&[String]>) -> Op
     ok.then_some(bits)
 }
 
-/// Route ids name the generated enum variants and appear in logs, so they
-/// must be unique. An id is derived from the path unless given.
+/// Route ids name generated enum variants, struct fields and constants
+/// and appear in logs, so each must be unique and a valid Rust name in
+/// every form. An id is derived from the path unless given; routes whose
+/// derived ids collide get their methods appended, then a number.
 fn check_route_ids(cx: &mut Ctx<'_>, routes: &mut [(usize, RouteIr)]) {
     let derived: Vec<String> = routes.iter().map(|(_, r)| derive_id(&r.pattern)).collect();
+    let methods: Vec<u16> = routes.iter().map(|(_, r)| r.methods).collect();
+    let mut taken: BTreeMap<String, usize> = BTreeMap::new();
     for (k, (i, r)) in routes.iter_mut().enumerate() {
-        if r.id.is_empty() {
-            let same_path = derived.iter().filter(|d| **d == derived[k]).count() > 1;
-            r.id = if same_path {
-                format!("{}_{}", derived[k], method_suffix(r.methods))
-            } else {
-                derived[k].clone()
-            };
-        } else {
+        if !r.id.is_empty() {
             let at = SpecPath::root().key("routes").index(*i).key("id");
             let ok = r.id.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-                && r.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if !ok {
+                && r.id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !r.id.contains("__")
+                && !r.id.ends_with('_');
+            if !ok || is_keyword(&r.id) {
                 cx.error(
                     &at,
                     Problem {
-                        message: format!("route id `{}` is not a snake_case identifier", r.id),
-                        help: "use a-z, 0-9 and `_`, starting with a letter".into(),
+                        message: format!("route id `{}` is not a usable snake_case identifier", r.id),
+                        help: "use a-z, 0-9 and single `_`, starting with a letter; not a Rust keyword".into(),
                     },
                 );
             }
+            continue;
         }
+        let mut id = derived[k].clone();
+        // Routes that share a derived id are usually one path split by
+        // method: name them by method when that tells them apart.
+        let same: Vec<u16> = derived
+            .iter()
+            .zip(&methods)
+            .filter(|(d, _)| **d == id)
+            .map(|(_, m)| *m)
+            .collect();
+        let distinct = same
+            .iter()
+            .all(|m| same.iter().filter(|o| *o == m).count() == 1);
+        if same.len() > 1 && distinct {
+            id = format!("{id}_{}", method_suffix(r.methods));
+        }
+        if is_keyword(&id) {
+            id.push_str("_route");
+        }
+        let mut n = 2;
+        let base = id.clone();
+        while taken.contains_key(&id) {
+            id = format!("{base}_{n}");
+            n += 1;
+        }
+        taken.insert(id.clone(), k);
+        r.id = id;
     }
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut variants: BTreeMap<String, usize> = BTreeMap::new();
     for (i, r) in routes.iter() {
+        let at = SpecPath::root().key("routes").index(*i);
+        let line =
+            |cx: &Ctx<'_>, j: usize| cx.src.locate(&SpecPath::root().key("routes").index(j)).0;
         if let Some(first) = seen.insert(r.id.clone(), *i) {
-            let (fl, _) = cx.src.locate(&SpecPath::root().key("routes").index(first));
+            let fl = line(cx, first);
             cx.error(
-                &SpecPath::root().key("routes").index(*i),
+                &at.key("id"),
                 Problem {
-                    message: format!("route id `{}` is also the id of the route at line {fl}", r.id),
+                    message: format!(
+                        "route id `{}` is also the id of the route at line {fl}",
+                        r.id
+                    ),
                     help: "give one of them an explicit, different `id:`".into(),
+                },
+            );
+        } else if let Some(first) = variants.insert(r.variant(), *i) {
+            let fl = line(cx, first);
+            cx.error(
+                &at.key("path"),
+                Problem {
+                    message: format!(
+                        "route id `{}` names the same Rust type `{}` as the route at line {fl}",
+                        r.id,
+                        r.variant()
+                    ),
+                    help:
+                        "give one of them an explicit `id:` that differs in more than underscores"
+                            .into(),
+                },
+            );
+        }
+    }
+}
+
+/// Rust keywords cannot name generated fields.
+fn is_keyword(id: &str) -> bool {
+    syn::parse_str::<syn::Ident>(id).is_err()
+}
+
+/// Service names become constants (`service::UNIFIED_DATA`), so two names
+/// that differ only in `-` versus `_` would collide.
+fn check_service_idents(cx: &mut Ctx<'_>, services: &[ServiceIr]) {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for s in services {
+        let ident = s.name.replace('-', "_").to_ascii_uppercase();
+        if let Some(first) = seen.insert(ident.clone(), &s.name) {
+            cx.error(
+                &SpecPath::root().key("services").key_name(&s.name),
+                Problem {
+                    message: format!(
+                        "services `{first}` and `{}` both become the constant `{ident}`",
+                        s.name
+                    ),
+                    help: "rename one of them".into(),
                 },
             );
         }
@@ -467,7 +600,13 @@ pub fn derive_id(p: &Pattern) -> String {
         };
         let w: String = text
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         words.extend(w.split('_').filter(|s| !s.is_empty()).map(str::to_owned));
     }
@@ -480,6 +619,9 @@ pub fn derive_id(p: &Pattern) -> String {
 }
 
 fn method_suffix(bits: u16) -> String {
+    if bits == values::ALL_METHODS {
+        return "any".into();
+    }
     values::METHODS
         .iter()
         .filter(|(m, b)| bits & b != 0 && !(*m == "HEAD" && bits & 1 != 0))
@@ -488,64 +630,123 @@ fn method_suffix(bits: u16) -> String {
         .join("_")
 }
 
-/// Two routes must never match the same request. Router paths are
-/// inserted into the same `matchit` version the gateway runs, so "conflict"
-/// means exactly what dispatch would find ambiguous; routes that share a
-/// path are allowed only with disjoint methods.
+/// Two routes must never match the same request. Each route's router
+/// paths are collected; where routes share a path, the more specific tier
+/// owns it, and routes of the same tier must have disjoint methods. The
+/// paths are then inserted into the same `matchit` version the gateway
+/// runs, so the router cannot reject at start-up what passed here.
 fn check_conflicts(cx: &mut Ctx<'_>, routes: &[(usize, RouteIr)]) -> Vec<(String, Vec<usize>)> {
-    let mut paths: Vec<(String, Vec<usize>)> = Vec::new();
-    for (k, (i, r)) in routes.iter().enumerate() {
-        for p in r.pattern.router_paths() {
-            match paths.iter_mut().find(|(q, _)| *q == p) {
-                Some((_, sharing)) => {
-                    if let Some(&other) = sharing.iter().find(|&&o| routes[o].1.methods & r.methods != 0) {
-                        conflict(cx, &routes[other], (*i, r), "also matches");
-                    } else if !sharing.contains(&k) {
-                        sharing.push(k);
+    let mut paths: Vec<(String, Tier, Vec<usize>)> = Vec::new();
+    let mut reported: BTreeSet<(usize, usize)> = BTreeSet::new();
+    for (k, (_, r)) in routes.iter().enumerate() {
+        for (p, tier) in r.pattern.router_paths() {
+            let Some((_, owner_tier, sharing)) = paths.iter_mut().find(|(q, ..)| *q == p) else {
+                paths.push((p, tier, vec![k]));
+                continue;
+            };
+            if tier > *owner_tier || sharing.contains(&k) {
+                continue;
+            }
+            if tier < *owner_tier {
+                *owner_tier = tier;
+                *sharing = vec![k];
+                continue;
+            }
+            match sharing
+                .iter()
+                .find(|&&o| routes[o].1.methods & r.methods != 0)
+            {
+                Some(&other) => {
+                    if reported.insert((other, k)) {
+                        conflict(cx, routes, other, k);
                     }
                 }
-                None => paths.push((p, vec![k])),
+                None => sharing.push(k),
             }
         }
     }
     let mut router = matchit::Router::new();
-    let mut ok_paths = Vec::new();
-    for (p, sharing) in paths {
+    let mut ok_paths: Vec<(String, Vec<usize>)> = Vec::new();
+    for (p, _, sharing) in paths {
         match router.insert(p.clone(), ()) {
             Ok(()) => ok_paths.push((p, sharing)),
-            Err(matchit::InsertError::Conflict { with }) => {
-                let other = ok_paths
-                    .iter()
-                    .find(|(q, _)| *q == with)
-                    .map(|(_, s): &(String, Vec<usize>)| s[0])
-                    .unwrap_or(sharing[0]);
-                conflict(cx, &routes[other], (routes[sharing[0]].0, &routes[sharing[0]].1), "overlaps");
-            }
             Err(e) => {
-                let (i, r) = &routes[sharing[0]];
-                cx.error(
-                    &SpecPath::root().key("routes").index(*i).key("path"),
-                    Problem {
-                        message: format!("route `{}` cannot be routed: {e}", r.pattern_text),
-                        help: "simplify the pattern to literal segments, `{name}` and a final `{*rest}` or `*`".into(),
-                    },
-                );
+                let other = match &e {
+                    matchit::InsertError::Conflict { with } => {
+                        ok_paths.iter().find(|(q, _)| q == with).map(|(_, s)| s[0])
+                    }
+                    _ => None,
+                };
+                match other {
+                    Some(o) if reported.insert((o, sharing[0])) => {
+                        conflict(cx, routes, o, sharing[0])
+                    }
+                    Some(_) => {}
+                    None => {
+                        let (i, r) = &routes[sharing[0]];
+                        if reported.insert((sharing[0], sharing[0])) {
+                            cx.error(
+                                &SpecPath::root().key("routes").index(*i).key("path"),
+                                Problem {
+                                    message: format!("route `{}` cannot be routed: {e}", r.pattern_text),
+                                    help: "simplify the pattern to literal segments, `{name}` and a final `{*rest}` or `*`".into(),
+                                },
+                            );
+                        }
+                    }
+                }
             }
         }
     }
     ok_paths
 }
 
-fn conflict(cx: &mut Ctx<'_>, first: &(usize, RouteIr), second: (usize, &RouteIr), verb: &str) {
-    let (fl, fc) = cx.src.locate(&SpecPath::root().key("routes").index(first.0).key("path"));
+fn conflict(cx: &mut Ctx<'_>, routes: &[(usize, RouteIr)], first: usize, second: usize) {
+    let ((fi, f), (si, s)) = (&routes[first], &routes[second]);
+    let (fl, fc) = cx
+        .src
+        .locate(&SpecPath::root().key("routes").index(*fi).key("path"));
+    let shared = f.methods & s.methods;
+    let methods = match shared {
+        values::ALL_METHODS => String::new(),
+        2 => "HEAD (GET implies HEAD) ".into(),
+        _ => format!("{} ", crate::emit::methods_text(shared)),
+    };
     cx.error(
-        &SpecPath::root().key("routes").index(second.0).key("path"),
+        &SpecPath::root().key("routes").index(*si).key("path"),
         Problem {
             message: format!(
-                "route `{}` {verb} requests of route `{}` (line {fl}, column {fc})",
-                second.1.pattern_text, first.1.pattern_text
+                "route `{}` matches the same {methods}requests as route `{}` (line {fl}, column {fc})",
+                s.pattern_text, f.pattern_text
             ),
             help: "two routes must never match the same request: change one path, or give them disjoint `methods`".into(),
         },
     );
+}
+
+/// `GET /health` is always answered by the gateway; a route that would
+/// also match it never sees those requests, which is worth a warning.
+fn check_health_shadow(src: &Source<'_>, checked: &mut Checked) {
+    let mut router = matchit::Router::new();
+    for (p, sharing) in &checked.paths {
+        let _ = router.insert(p.clone(), sharing.clone());
+    }
+    if let Ok(m) = router.at("/health") {
+        for &k in m.value.iter() {
+            let r = &checked.routes[k];
+            if r.methods & 3 != 0 {
+                let (line, col) = src.locate(
+                    &SpecPath::root()
+                        .key("routes")
+                        .index(r.spec_index)
+                        .key("path"),
+                );
+                checked.warnings.0.push(
+                    Diagnostic::at(src, line, col, format!("route `{}` also matches `/health`, which the gateway answers itself for GET and HEAD", r.pattern_text))
+                        .help("the upstream never sees GET /health through this route; that is usually intended")
+                        .warning(),
+                );
+            }
+        }
+    }
 }

@@ -68,7 +68,10 @@ impl Default for Params<'_, '_> {
 
 // Most routes have a small number of dynamic parameters, so we can avoid
 // heap allocations in the common case.
-const SMALL: usize = 3;
+// PATCH(gateway): 8 instead of 3. The gateway captures a catch-all as a
+// segment plus the rest, so a route with a few parameters and a catch-all
+// would otherwise spill to the heap during dispatch.
+const SMALL: usize = 8;
 
 // A list of parameters, optimized to avoid allocations when possible.
 #[derive(PartialEq, Eq, Ord, PartialOrd, Clone)]
@@ -234,13 +237,20 @@ mod tests {
 
     #[test]
     fn heap_alloc() {
+        // PATCH(gateway): more entries than the (raised) inline capacity.
         let vec = vec![
             ("hello", "hello"),
             ("world", "world"),
             ("foo", "foo"),
             ("bar", "bar"),
             ("baz", "baz"),
+            ("qux", "qux"),
+            ("quux", "quux"),
+            ("corge", "corge"),
+            ("grault", "grault"),
+            ("garply", "garply"),
         ];
+        assert!(vec.len() > SMALL);
 
         let mut params = Params::new();
         for (key, value) in vec.clone() {

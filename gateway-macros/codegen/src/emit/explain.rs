@@ -39,7 +39,9 @@ fn policy_text(r: &RouteIr) -> String {
 
 /// The route table as aligned plain text.
 pub fn explain(c: &Checked) -> String {
-    let header = ["ROUTE", "METHODS", "SERVICE", "UPSTREAM", "POLICY", "TIMEOUT", "ID"];
+    let header = [
+        "ROUTE", "METHODS", "SERVICE", "UPSTREAM", "POLICY", "TIMEOUT", "ID",
+    ];
     let mut rows: Vec<[String; 7]> = vec![header.map(String::from)];
     for r in &c.routes {
         rows.push([
@@ -59,12 +61,13 @@ pub fn explain(c: &Checked) -> String {
         }
     }
     let g = &c.gateway;
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let mut out = format!(
-        "gateway `{}` listening on {} ({} routes, {} services)\n\n",
+        "gateway `{}` listening on {} ({}, {})\n\n",
         g.name,
         g.listen,
-        c.routes.len(),
-        c.services.len()
+        plural(c.routes.len(), "route"),
+        plural(c.services.len(), "service")
     );
     for row in &rows {
         let line: Vec<String> = row
@@ -76,11 +79,20 @@ pub fn explain(c: &Checked) -> String {
         out.push('\n');
     }
     out.push_str("\nSERVICE");
-    let sw = c.services.iter().map(|s| s.name.len()).max().unwrap_or(0).max(7);
+    let sw = c
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     out.push_str(&" ".repeat(sw - 7 + 2));
     out.push_str("URL (environment variable, default)\n");
     for s in &c.services {
-        out.push_str(&format!("{:sw$}  ${} or {}\n", s.name, s.env, s.default_url));
+        out.push_str(&format!(
+            "{:sw$}  ${} or {}\n",
+            s.name, s.env, s.default_url
+        ));
     }
     out.push_str("\n/health is answered by the gateway itself. GET routes also answer HEAD.\n");
     out

@@ -17,6 +17,8 @@ pub enum PathSeg {
     Key(String),
     /// A sequence index.
     Index(usize),
+    /// The key itself rather than its value (last segment only).
+    KeyName(String),
 }
 
 /// A path into the spec document, such as `routes[3].service`.
@@ -36,6 +38,13 @@ impl SpecPath {
         p
     }
 
+    /// The position of the key `k` itself, for messages about a name.
+    pub fn key_name(&self, k: &str) -> Self {
+        let mut p = self.clone();
+        p.0.push(PathSeg::KeyName(k.to_owned()));
+        p
+    }
+
     /// This path extended by an index.
     pub fn index(&self, i: usize) -> Self {
         let mut p = self.clone();
@@ -48,8 +57,8 @@ impl fmt::Display for SpecPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
-                PathSeg::Key(k) if i == 0 => write!(f, "{k}")?,
-                PathSeg::Key(k) => write!(f, ".{k}")?,
+                PathSeg::Key(k) | PathSeg::KeyName(k) if i == 0 => write!(f, "{k}")?,
+                PathSeg::Key(k) | PathSeg::KeyName(k) => write!(f, ".{k}")?,
                 PathSeg::Index(n) => write!(f, "[{n}]")?,
             }
         }
@@ -98,8 +107,15 @@ impl<'de> Visitor<'de> for Probe<'_> {
         let Some((first, rest)) = self.0.split_first() else {
             return Err(de::Error::custom(PROBE));
         };
+        if let PathSeg::KeyName(k) = first {
+            while map.next_key_seed(KeyProbe(k))?.is_some() {
+                map.next_value::<IgnoredAny>()?;
+            }
+            return Ok(());
+        }
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
-            let hit = matches!((first, &key), (PathSeg::Key(k), serde_yaml::Value::String(s)) if k == s);
+            let hit =
+                matches!((first, &key), (PathSeg::Key(k), serde_yaml::Value::String(s)) if k == s);
             if hit {
                 return map.next_value_seed(Probe(rest));
             }
@@ -141,6 +157,52 @@ impl<'de> Visitor<'de> for Probe<'_> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
         self.scalar()
+    }
+}
+
+/// Reads a mapping key and fails on it when it is the one sought, so the
+/// error carries the key's position.
+struct KeyProbe<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for KeyProbe<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        // The error must come from inside the visitor: only then does
+        // serde_yaml stamp it with the key scalar's own position.
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyProbe<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a mapping key")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        if v == self.0 {
+            Err(E::custom(PROBE))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
     }
 }
 

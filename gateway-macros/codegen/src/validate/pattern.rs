@@ -52,50 +52,82 @@ impl Pattern {
         })
     }
 
-    /// The literal path before a prefix route's `*` (`/api/v1/admin`), whose
-    /// length is where the forwarded suffix starts.
-    pub fn prefix_base(&self) -> String {
-        let mut s = String::new();
-        for seg in &self.segments {
-            s.push('/');
-            if let Seg::Lit(l) = seg {
-                s.push_str(l);
-            }
+    /// Where the forwarded rest starts, counted in path segments: the
+    /// segment of a `{*name}` catch-all, or the first segment below a
+    /// prefix route's base. `None` for exact routes.
+    pub fn rest_segment(&self) -> Option<usize> {
+        if self.prefix {
+            return Some(self.segments.len());
         }
-        s
+        match self.segments.last() {
+            Some(Seg::CatchAll(_)) => Some(self.segments.len() - 1),
+            _ => None,
+        }
     }
 
-    /// The paths inserted into the matchit router for this pattern, with
-    /// parameters renamed by position (`{p0}`, `{*p1}`) because dispatch
-    /// reads parameters by position, never by name.
-    pub fn router_paths(&self) -> Vec<String> {
+    /// The paths inserted into the matchit router for this pattern, each
+    /// with its [`Tier`]. Parameters are renamed by position (`{p0}`) since
+    /// dispatch reads them by position, never by name.
+    ///
+    /// A catch-all (and a prefix route's "anything below") is inserted as a
+    /// one-segment parameter plus a catch-all below it, never as a bare
+    /// catch-all: matchit cannot hold `{param}` and `{*rest}` at the same
+    /// position, while the contract ranks them (static > param > rest). The
+    /// parameter leaf is [`Tier::Rest`], so a real `{param}` route at the
+    /// same leaf wins it.
+    pub fn router_paths(&self) -> Vec<(String, Tier)> {
         let mut base = String::new();
         let mut n = 0;
         for seg in &self.segments {
-            base.push('/');
             match seg {
-                Seg::Lit(l) => base.push_str(&escape(l)),
+                Seg::Lit(l) => {
+                    base.push('/');
+                    base.push_str(&escape(l));
+                }
                 Seg::Param(_) => {
-                    base.push_str(&format!("{{p{n}}}"));
+                    base.push_str(&format!("/{{p{n}}}"));
                     n += 1;
                 }
-                Seg::CatchAll(_) => {
-                    base.push_str(&format!("{{*p{n}}}"));
-                    n += 1;
-                }
+                Seg::CatchAll(_) => {}
             }
         }
+        let below = |base: &str| {
+            vec![
+                (format!("{base}/{{p{n}}}"), Tier::Rest),
+                (format!("{base}/{{p{n}}}/"), Tier::Rest),
+                (format!("{base}/{{p{n}}}/{{*p{}}}", n + 1), Tier::Rest),
+            ]
+        };
         if self.prefix {
-            if base.is_empty() {
-                return vec!["/".into(), format!("/{{*p{n}}}")];
-            }
-            return vec![base.clone(), format!("{base}/"), format!("{base}/{{*p{n}}}")];
+            let mut v = if base.is_empty() {
+                vec![("/".to_owned(), Tier::Exact)]
+            } else {
+                vec![
+                    (base.clone(), Tier::Exact),
+                    (format!("{base}/"), Tier::Exact),
+                ]
+            };
+            v.extend(below(&base));
+            return v;
+        }
+        if matches!(self.segments.last(), Some(Seg::CatchAll(_))) {
+            return below(&base);
         }
         if base.is_empty() || self.trailing_slash {
             base.push('/');
         }
-        vec![base]
+        vec![(base, Tier::Exact)]
     }
+}
+
+/// How a router path was produced: where two routes share a path, the
+/// more specific tier wins it outright (no fall-back on method).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    /// The route's own literal and `{param}` segments.
+    Exact,
+    /// The first segment(s) of a catch-all or prefix rest.
+    Rest,
 }
 
 /// matchit treats `{` and `}` specially; literals never contain them (they
@@ -124,7 +156,11 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
         ));
     }
     let trailing_slash = !prefix && body.ends_with('/') && !body.is_empty();
-    let body = if trailing_slash { &body[..body.len() - 1] } else { body };
+    let body = if trailing_slash {
+        &body[..body.len() - 1]
+    } else {
+        body
+    };
     let mut segments = Vec::new();
     if !body.is_empty() {
         let parts: Vec<&str> = body.split('/').collect();
@@ -132,12 +168,6 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
             let last = i + 1 == parts.len();
             segments.push(parse_segment(s, part, last)?);
         }
-    }
-    if prefix && matches!(segments.last(), Some(Seg::Param(_) | Seg::CatchAll(_))) {
-        return Err(problem(
-            format!("prefix route `{s}` ends in a parameter"),
-            "a prefix `*` follows a literal segment; use `{*rest}` to capture the rest",
-        ));
     }
     if matches!(segments.last(), Some(Seg::CatchAll(_))) && trailing_slash {
         return Err(problem(
@@ -221,9 +251,9 @@ fn check_literal(path: &str, seg: &str) -> Result<(), Problem> {
             "requests with dot segments are rejected before matching; remove it",
         ));
     }
-    let bad = seg.chars().find(|&c| {
-        !(c.is_ascii_alphanumeric() || "-._~!$&'()+,;=:@".contains(c))
-    });
+    let bad = seg
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || "-._~!$&'()+,;=:@".contains(c)));
     match bad {
         None => Ok(()),
         Some('*') => Err(problem(
@@ -242,8 +272,10 @@ fn check_literal(path: &str, seg: &str) -> Result<(), Problem> {
 pub enum Part {
     /// Copied as is.
     Lit(String),
-    /// The n-th pattern parameter, raw as received.
+    /// The n-th `{name}` parameter, raw as received.
     Param(usize),
+    /// The `{*name}` catch-all's value, raw: `a/b` (no leading slash).
+    Rest,
     /// What follows a prefix route's base: ``, `/` or `/...`.
     Suffix,
 }
@@ -280,8 +312,13 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
             };
             let Some(pos) = names.iter().position(|n| *n == name) else {
                 return Err(problem(
-                    format!("upstream `{t}` uses `{{{inner}}}`, which the route path does not capture"),
-                    format!("capture it in the route path, or use one of: {}", list_or_none(&names)),
+                    format!(
+                        "upstream `{t}` uses `{{{inner}}}`, which the route path does not capture"
+                    ),
+                    format!(
+                        "capture it in the route path, or use one of: {}",
+                        list_or_none(&names)
+                    ),
                 ));
             };
             let is_catch_all = pattern
@@ -289,7 +326,11 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
                 .iter()
                 .any(|s| matches!(s, Seg::CatchAll(n) if n == name));
             if catch_all != is_catch_all {
-                let want = if is_catch_all { format!("{{*{name}}}") } else { format!("{{{name}}}") };
+                let want = if is_catch_all {
+                    format!("{{*{name}}}")
+                } else {
+                    format!("{{{name}}}")
+                };
                 return Err(problem(
                     format!("upstream `{t}` writes `{{{inner}}}`, but the route captures it as `{want}`"),
                     format!("write `{want}` in the upstream path"),
@@ -302,7 +343,11 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
                 ));
             }
             parts.push(Part::Lit(std::mem::take(&mut lit)));
-            parts.push(Part::Param(pos));
+            parts.push(if catch_all {
+                Part::Rest
+            } else {
+                Part::Param(pos)
+            });
             continue;
         }
         if seg.contains('{') || seg.contains('}') {
@@ -311,9 +356,15 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
                 "a parameter is a whole segment: `/{id}`, not `/item-{id}`",
             ));
         }
-        if !seg.is_empty() || !last {
+        if seg.is_empty() && !last {
+            return Err(problem(
+                format!("upstream `{t}` has an empty segment (`//`)"),
+                "remove the doubled `/`",
+            ));
+        }
+        if !seg.is_empty() {
             check_literal(t, seg).map_err(|mut p| {
-                p.message = p.message.replace("route path", "upstream path");
+                p.message = p.message.replace("a route path", "an upstream path");
                 p
             })?;
         }
@@ -339,6 +390,10 @@ fn list_or_none(names: &[&str]) -> String {
     if names.is_empty() {
         "(the route has no parameters)".into()
     } else {
-        names.iter().map(|n| format!("`{{{n}}}`")).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(|n| format!("`{{{n}}}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

@@ -1,1 +1,115 @@
+use super::pattern::{parse_pattern, parse_template, Part, Tier};
+use super::values::{base_url, duration_ms, env_name};
+use super::*;
 
+#[test]
+fn router_paths_expand_rests_below_a_parameter() {
+    let paths = |p: &str| parse_pattern(p).unwrap().router_paths();
+    assert_eq!(paths("/a/{id}"), vec![("/a/{p0}".to_owned(), Tier::Exact)]);
+    assert_eq!(paths("/"), vec![("/".to_owned(), Tier::Exact)]);
+    assert_eq!(paths("/a/"), vec![("/a/".to_owned(), Tier::Exact)]);
+    assert_eq!(
+        paths("/a*"),
+        vec![
+            ("/a".to_owned(), Tier::Exact),
+            ("/a/".to_owned(), Tier::Exact),
+            ("/a/{p0}".to_owned(), Tier::Rest),
+            ("/a/{p0}/".to_owned(), Tier::Rest),
+            ("/a/{p0}/{*p1}".to_owned(), Tier::Rest),
+        ]
+    );
+    assert_eq!(
+        paths("/t/{x}/{*rest}"),
+        vec![
+            ("/t/{p0}/{p1}".to_owned(), Tier::Rest),
+            ("/t/{p0}/{p1}/".to_owned(), Tier::Rest),
+            ("/t/{p0}/{p1}/{*p2}".to_owned(), Tier::Rest),
+        ]
+    );
+    assert_eq!(parse_pattern("/t/{x}/f*").unwrap().rest_segment(), Some(3));
+    assert_eq!(parse_pattern("/t/{*r}").unwrap().rest_segment(), Some(1));
+    assert_eq!(parse_pattern("/t/{x}").unwrap().rest_segment(), None);
+}
+
+#[test]
+fn templates_reference_parameters_by_position() {
+    let p = parse_pattern("/a/{x}/b/{y}/{*rest}").unwrap();
+    assert_eq!(
+        parse_template("/u/{y}/{x}/{*rest}", &p).unwrap(),
+        vec![
+            Part::Lit("/u/".into()),
+            Part::Param(1),
+            Part::Lit("/".into()),
+            Part::Param(0),
+            Part::Lit("/".into()),
+            Part::Rest,
+        ]
+    );
+    let prefix = parse_pattern("/a*").unwrap();
+    assert_eq!(parse_template("/*", &prefix).unwrap(), vec![Part::Suffix]);
+    assert_eq!(
+        parse_template("/x*", &prefix).unwrap(),
+        vec![Part::Lit("/x".into()), Part::Suffix]
+    );
+    assert!(parse_template("/{z}", &p).is_err());
+    assert!(
+        parse_template("/{rest}", &p).is_err(),
+        "a catch-all is written {{*rest}}"
+    );
+    assert!(parse_template("/x*", &p).is_err(), "not a prefix route");
+}
+
+#[test]
+fn scalar_values() {
+    assert_eq!(duration_ms("250ms"), Ok(250));
+    assert_eq!(duration_ms("5s"), Ok(5000));
+    assert_eq!(duration_ms("2m"), Ok(120_000));
+    assert_eq!(duration_ms("1h"), Ok(3_600_000));
+    for bad in ["5", "0s", "1.5s", "s", "-1s", "25h", "5 s"] {
+        assert!(duration_ms(bad).is_err(), "{bad}");
+    }
+    for good in [
+        "http://localhost:8001",
+        "https://svc.internal/base",
+        "http://[::1]:80",
+        "http://10.0.0.1",
+    ] {
+        assert!(base_url(good).is_ok(), "{good}");
+    }
+    for bad in [
+        "ftp://x",
+        "http://",
+        "http://u:p@x",
+        "http://x?q",
+        "http://x:0",
+        "http://::1",
+        "localhost:80",
+        "http://x/../y",
+    ] {
+        assert!(base_url(bad).is_err(), "{bad}");
+    }
+    assert!(env_name("ORCHESTRATION_URL").is_ok());
+    assert!(env_name("_X1").is_ok());
+    let secret = env_name("s3cr3t-value").unwrap_err();
+    assert!(
+        !secret.message.contains("s3cr3t"),
+        "never repeats a possible secret"
+    );
+    assert!(env_name("orders_url")
+        .unwrap_err()
+        .message
+        .contains("upper case"));
+}
+
+#[test]
+fn derived_ids_name_the_path() {
+    let id = |p: &str| derive_id(&parse_pattern(p).unwrap());
+    assert_eq!(
+        id("/api/v1/agents/{id}/execute"),
+        "api_v1_agents_id_execute"
+    );
+    assert_eq!(id("/api/v1/conversations*"), "api_v1_conversations");
+    assert_eq!(id("/api/insights/{*rest}"), "api_insights_rest");
+    assert_eq!(id("/"), "root");
+    assert_eq!(id("/2fa/x-y"), "r_2fa_x_y");
+}

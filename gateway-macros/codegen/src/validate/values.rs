@@ -30,7 +30,10 @@ pub fn duration_ms(s: &str) -> Result<u64, Problem> {
         .map_err(|_| problem(format!("`{s}` is not a duration"), help))?;
     let ms = n.saturating_mul(scale);
     if ms == 0 {
-        return Err(problem(format!("duration `{s}` is zero"), "use a positive duration"));
+        return Err(problem(
+            format!("duration `{s}` is zero"),
+            "use a positive duration",
+        ));
     }
     if ms > MAX_DURATION_MS {
         return Err(problem(
@@ -92,6 +95,15 @@ pub fn env_name(s: &str) -> Result<(), Problem> {
     if ok {
         return Ok(());
     }
+    // Lower-case letters alone may be a misspelt name; anything else
+    // (`:`, `/`, `.`, `-`, spaces) is a value pasted where a name belongs.
+    let looks_like_name = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if looks_like_name {
+        return Err(problem(
+            "environment variable names here are upper case",
+            "write the name in upper case letters, digits and `_` (e.g. `ORCHESTRATION_URL`)",
+        ));
+    }
     Err(problem(
         "this is not an environment variable name; it looks like a literal value",
         "name the variable that holds the value (e.g. `ORCHESTRATION_URL`); values and secrets never go in gateway.yaml",
@@ -106,7 +118,10 @@ pub fn base_url(s: &str) -> Result<(), Problem> {
         .split_once("://")
         .ok_or_else(|| problem(format!("`{s}` is not a URL"), help))?;
     if scheme != "http" && scheme != "https" {
-        return Err(problem(format!("URL scheme `{scheme}` is not http or https"), help));
+        return Err(problem(
+            format!("URL scheme `{scheme}` is not http or https"),
+            help,
+        ));
     }
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -121,20 +136,39 @@ pub fn base_url(s: &str) -> Result<(), Problem> {
     if rest.contains('?') || rest.contains('#') {
         return Err(problem(format!("URL `{s}` has a query or fragment"), help));
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
-        _ => (authority, None),
+    // `[v6]:port`, `[v6]`, `host:port` or `host`.
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) => match p.strip_prefix(':') {
+                Some(p) => (h, Some(p)),
+                None => return Err(problem(format!("URL `{s}` has no valid host"), help)),
+            },
+            None => return Err(problem(format!("URL `{s}` has no valid host"), help)),
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
     };
+    let v6 = authority.starts_with('[');
     let host_ok = !host.is_empty()
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._[]:".contains(c));
+        && if v6 {
+            host.parse::<std::net::Ipv6Addr>().is_ok()
+        } else {
+            host.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        };
     if !host_ok {
         return Err(problem(format!("URL `{s}` has no valid host"), help));
     }
     if let Some(p) = port {
         if p.parse::<u16>().map_or(true, |n| n == 0) {
-            return Err(problem(format!("URL `{s}` has an invalid port `{p}`"), help));
+            return Err(problem(
+                format!("URL `{s}` has an invalid port `{p}`"),
+                help,
+            ));
         }
     }
     if path.contains("//") || path.split('/').any(|seg| seg == "." || seg == "..") {
@@ -178,7 +212,8 @@ pub fn cidr(s: &str) -> Result<(), Problem> {
 pub fn gateway_name(s: &str) -> Result<(), Problem> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {

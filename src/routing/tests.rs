@@ -1,0 +1,69 @@
+use super::path::{check, PathError::*};
+use super::*;
+
+#[test]
+fn path_sanity_table() {
+    let cases: &[(&str, Result<(), PathError>)] = &[
+        ("/", Ok(())),
+        ("/api/v1/x", Ok(())),
+        ("/a/b.c/..d/...", Ok(())),
+        ("/a%20b/%41", Ok(())),
+        ("/a//b", Ok(())),
+        ("/a/", Ok(())),
+        ("*", Err(NotAbsolute)),
+        ("", Err(NotAbsolute)),
+        ("api/v1", Err(NotAbsolute)),
+        ("/.", Err(DotSegment)),
+        ("/..", Err(DotSegment)),
+        ("/a/./b", Err(DotSegment)),
+        ("/a/../b", Err(DotSegment)),
+        ("/a/%2e/b", Err(DotSegment)),
+        ("/a/%2E%2e/b", Err(DotSegment)),
+        ("/a/.%2e", Err(DotSegment)),
+        ("/a/%2e.", Err(DotSegment)),
+        ("/a/..", Err(DotSegment)),
+        ("/a%2fb", Err(EncodedSlash)),
+        ("/a%2Fb", Err(EncodedSlash)),
+        ("/a%5cb", Err(EncodedSlash)),
+        ("/a%5Cb", Err(EncodedSlash)),
+        ("/a\\b", Err(Backslash)),
+        ("/a%00", Err(ControlByte)),
+        ("/a%0a", Err(ControlByte)),
+        ("/a%7F", Err(ControlByte)),
+        ("/a\tb", Err(ControlByte)),
+        ("/a\u{0}b", Err(ControlByte)),
+        ("/a%", Err(BadEscape)),
+        ("/a%2", Err(BadEscape)),
+        ("/a%g0", Err(BadEscape)),
+        ("/caf\u{e9}", Err(NonAscii)),
+    ];
+    for (path, want) in cases {
+        assert_eq!(check(path), *want, "{path:?}");
+    }
+}
+
+#[test]
+fn lookup_checks_the_path_before_matching() {
+    let router = Router::new([("/{*rest}", 1)]).unwrap();
+    assert!(router.lookup("/a/b").is_ok());
+    assert_eq!(
+        router.lookup("/a/../b").unwrap_err(),
+        Miss::BadPath(DotSegment)
+    );
+    let empty = Router::new([("/a", 1)]).unwrap();
+    assert_eq!(empty.lookup("/b").unwrap_err(), Miss::NotFound);
+}
+
+#[test]
+fn method_selection_reports_the_union_for_allow() {
+    let routes = [
+        (0, Methods(Methods::GET | Methods::HEAD)),
+        (1, Methods(Methods::POST)),
+    ];
+    let of = |r: usize| routes[r].1;
+    assert_eq!(select_method(&[0, 1], &http::Method::POST, of), Ok(1));
+    assert_eq!(select_method(&[0, 1], &http::Method::HEAD, of), Ok(0));
+    let allow = select_method(&[0, 1], &http::Method::DELETE, of).unwrap_err();
+    assert_eq!(allow.allow_header(), "GET, HEAD, POST");
+    assert!(select_method(&[0], &http::Method::CONNECT, of).is_err());
+}
