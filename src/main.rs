@@ -62,8 +62,10 @@ fn run() -> Result<(), StartupError> {
         for u in (0..routes::Spec::SERVICES.len()).filter_map(|i| gw.proxy().upstream(i)) {
             tracing::info!(service = u.name, url = %format!("{}://{}{}", u.url.scheme, u.url.authority, u.url.base_path), "upstream");
         }
-        tracing::info!(name = routes::Spec::GATEWAY.name, listen = %addr, "gateway listening");
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(name = routes::Spec::GATEWAY.name, listen = %bound, "gateway listening");
         server::serve(gw, listener, shutdown_signal()).await;
+        tracing::info!("gateway stopped");
         Ok(())
     })
 }

@@ -32,275 +32,48 @@ async fn aegis() -> Running {
 }
 
 /// (route, method, public path, service, upstream path and query)
+#[rustfmt::skip]
 const REWRITES: &[(RouteId, &str, &str, &str, &str)] = {
     use RouteId::*;
     &[
-        (
-            ApiV1Conversations,
-            "GET",
-            "/api/v1/conversations",
-            "orchestration",
-            "/conversations",
-        ),
-        (
-            ApiV1Conversations,
-            "GET",
-            "/api/v1/conversations/",
-            "orchestration",
-            "/conversations/",
-        ),
-        (
-            ApiV1Conversations,
-            "GET",
-            "/api/v1/conversations/c1/messages?limit=5&after=%2Fx",
-            "orchestration",
-            "/conversations/c1/messages?limit=5&after=%2Fx",
-        ),
-        (
-            ApiV1Conversations,
-            "DELETE",
-            "/api/v1/conversations/a%20b",
-            "orchestration",
-            "/conversations/a%20b",
-        ),
-        (
-            ApiV1AgentsIdExecute,
-            "POST",
-            "/api/v1/agents/a1/execute",
-            "orchestration",
-            "/execute",
-        ),
-        (
-            ApiV1AgentsIdStreamConvId,
-            "GET",
-            "/api/v1/agents/a1/stream/c%2B9",
-            "orchestration",
-            "/conversations/c%2B9/stream",
-        ),
-        (
-            ApiV1Approvals,
-            "GET",
-            "/api/v1/approvals",
-            "approval",
-            "/approvals",
-        ),
-        (
-            ApiV1Approvals,
-            "PUT",
-            "/api/v1/approvals/42/decision",
-            "approval",
-            "/approvals/42/decision",
-        ),
-        (
-            ApiV1GraphContextManagedId,
-            "GET",
-            "/api/v1/graph/context/managed/m1",
-            "knowledge_graph",
-            "/context/assemble/managed/m1",
-        ),
-        (
-            ApiV1GraphContextWellApi,
-            "GET",
-            "/api/v1/graph/context/42-001-00001?depth=2",
-            "knowledge_graph",
-            "/context/assemble/42-001-00001?depth=2",
-        ),
-        (
-            ApiV1GraphContextWellApi,
-            "GET",
-            "/api/v1/graph/context/managed",
-            "knowledge_graph",
-            "/context/assemble/managed",
-        ),
-        (
-            ApiV1GraphEntities,
-            "GET",
-            "/api/v1/graph/entities/e1",
-            "knowledge_graph",
-            "/entities/e1",
-        ),
-        (
-            ApiV1Impact,
-            "GET",
-            "/api/v1/impact/e1",
-            "knowledge_graph",
-            "/impact/e1",
-        ),
-        (
-            ApiV1Admin,
-            "GET",
-            "/api/v1/admin/users",
-            "knowledge_graph",
-            "/admin/users",
-        ),
-        (
-            ApiV1EntityTypes,
-            "GET",
-            "/api/v1/entity-types",
-            "knowledge_graph",
-            "/entity-types",
-        ),
-        (
-            ApiV1RelationshipTypes,
-            "GET",
-            "/api/v1/relationship-types/t1",
-            "knowledge_graph",
-            "/relationship-types/t1",
-        ),
-        (
-            ApiV1RelationshipRules,
-            "GET",
-            "/api/v1/relationship-rules",
-            "knowledge_graph",
-            "/relationship-rules",
-        ),
-        (
-            ApiV1DetectionRules,
-            "PATCH",
-            "/api/v1/detection-rules/r1",
-            "knowledge_graph",
-            "/event-detection-rules/r1",
-        ),
-        (
-            ApiV1Entities,
-            "GET",
-            "/api/v1/entities/x",
-            "knowledge_graph",
-            "/managed-entities/x",
-        ),
-        (
-            ApiV1IngestCsv,
-            "POST",
-            "/api/v1/ingest/csv",
-            "ingestion",
-            "/ingest/operator/csv",
-        ),
-        (
-            ApiV1Ingest,
-            "POST",
-            "/api/v1/ingest/json",
-            "ingestion",
-            "/ingest/json",
-        ),
-        (
-            ApiV1ComplianceSummary,
-            "GET",
-            "/api/v1/compliance/summary",
-            "orchestration",
-            "/compliance/summary",
-        ),
-        (
-            ApiV1ComplianceMatrix,
-            "GET",
-            "/api/v1/compliance/matrix",
-            "orchestration",
-            "/compliance/matrix",
-        ),
-        (
-            ApiV1ComplianceCharts,
-            "GET",
-            "/api/v1/compliance/charts/trend",
-            "orchestration",
-            "/compliance/charts/trend",
-        ),
-        (
-            ApiV1ComplianceAssess,
-            "POST",
-            "/api/v1/compliance/assess/w1",
-            "orchestration",
-            "/compliance/assess/w1",
-        ),
-        (
-            ApiV1Compliance,
-            "GET",
-            "/api/v1/compliance/reports/1",
-            "compliance",
-            "/compliance/reports/1",
-        ),
-        (
-            ApiV1Compliance,
-            "GET",
-            "/api/v1/compliance",
-            "compliance",
-            "/compliance",
-        ),
-        (
-            ApiV1Compliance,
-            "GET",
-            "/api/v1/compliance/summary/extra",
-            "compliance",
-            "/compliance/summary/extra",
-        ),
-        (
-            ApiV1Checklists,
-            "GET",
-            "/api/v1/checklists/1",
-            "orchestration",
-            "/checklists/1",
-        ),
-        (
-            ApiV1Rules,
-            "GET",
-            "/api/v1/rules",
-            "orchestration",
-            "/rules",
-        ),
-        (
-            ApiV1Workspaces,
-            "GET",
-            "/api/v1/workspaces/w/events",
-            "orchestration",
-            "/workspaces/w/events",
-        ),
-        (
-            ApiV1Events,
-            "GET",
-            "/api/v1/events?since=1",
-            "flaring",
-            "/events?since=1",
-        ),
-        (
-            ApiV1FlareEvents,
-            "GET",
-            "/api/v1/flare-events/1",
-            "flaring",
-            "/flare-events/1",
-        ),
-        (
-            ApiV1RepairObligations,
-            "GET",
-            "/api/v1/repair-obligations",
-            "flaring",
-            "/repair-obligations",
-        ),
-        (
-            ApiV1Authorizations,
-            "GET",
-            "/api/v1/authorizations/a",
-            "flaring",
-            "/authorizations/a",
-        ),
-        (
-            ApiV1Alerts,
-            "GET",
-            "/api/v1/alerts/a",
-            "flaring",
-            "/alerts/a",
-        ),
-        (
-            ApiV1Flaring,
-            "GET",
-            "/api/v1/flaring/legacy",
-            "flaring",
-            "/flaring/legacy",
-        ),
-        (
-            ApiV1Auth,
-            "POST",
-            "/api/v1/auth/token",
-            "auth",
-            "/auth/token",
-        ),
+        (ApiV1Conversations, "GET", "/api/v1/conversations", "orchestration", "/conversations"),
+        (ApiV1Conversations, "GET", "/api/v1/conversations/", "orchestration", "/conversations/"),
+        (ApiV1Conversations, "GET", "/api/v1/conversations/c1/messages?limit=5&after=%2Fx", "orchestration", "/conversations/c1/messages?limit=5&after=%2Fx"),
+        (ApiV1Conversations, "DELETE", "/api/v1/conversations/a%20b", "orchestration", "/conversations/a%20b"),
+        (ApiV1AgentsIdExecute, "POST", "/api/v1/agents/a1/execute", "orchestration", "/execute"),
+        (ApiV1AgentsIdStreamConvId, "GET", "/api/v1/agents/a1/stream/c%2B9", "orchestration", "/conversations/c%2B9/stream"),
+        (ApiV1Approvals, "GET", "/api/v1/approvals", "approval", "/approvals"),
+        (ApiV1Approvals, "PUT", "/api/v1/approvals/42/decision", "approval", "/approvals/42/decision"),
+        (ApiV1GraphContextManagedId, "GET", "/api/v1/graph/context/managed/m1", "knowledge_graph", "/context/assemble/managed/m1"),
+        (ApiV1GraphContextWellApi, "GET", "/api/v1/graph/context/42-001-00001?depth=2", "knowledge_graph", "/context/assemble/42-001-00001?depth=2"),
+        (ApiV1GraphContextWellApi, "GET", "/api/v1/graph/context/managed", "knowledge_graph", "/context/assemble/managed"),
+        (ApiV1GraphEntities, "GET", "/api/v1/graph/entities/e1", "knowledge_graph", "/entities/e1"),
+        (ApiV1Impact, "GET", "/api/v1/impact/e1", "knowledge_graph", "/impact/e1"),
+        (ApiV1Admin, "GET", "/api/v1/admin/users", "knowledge_graph", "/admin/users"),
+        (ApiV1EntityTypes, "GET", "/api/v1/entity-types", "knowledge_graph", "/entity-types"),
+        (ApiV1RelationshipTypes, "GET", "/api/v1/relationship-types/t1", "knowledge_graph", "/relationship-types/t1"),
+        (ApiV1RelationshipRules, "GET", "/api/v1/relationship-rules", "knowledge_graph", "/relationship-rules"),
+        (ApiV1DetectionRules, "PATCH", "/api/v1/detection-rules/r1", "knowledge_graph", "/event-detection-rules/r1"),
+        (ApiV1Entities, "GET", "/api/v1/entities/x", "knowledge_graph", "/managed-entities/x"),
+        (ApiV1IngestCsv, "POST", "/api/v1/ingest/csv", "ingestion", "/ingest/operator/csv"),
+        (ApiV1Ingest, "POST", "/api/v1/ingest/json", "ingestion", "/ingest/json"),
+        (ApiV1ComplianceSummary, "GET", "/api/v1/compliance/summary", "orchestration", "/compliance/summary"),
+        (ApiV1ComplianceMatrix, "GET", "/api/v1/compliance/matrix", "orchestration", "/compliance/matrix"),
+        (ApiV1ComplianceCharts, "GET", "/api/v1/compliance/charts/trend", "orchestration", "/compliance/charts/trend"),
+        (ApiV1ComplianceAssess, "POST", "/api/v1/compliance/assess/w1", "orchestration", "/compliance/assess/w1"),
+        (ApiV1Compliance, "GET", "/api/v1/compliance/reports/1", "compliance", "/compliance/reports/1"),
+        (ApiV1Compliance, "GET", "/api/v1/compliance", "compliance", "/compliance"),
+        (ApiV1Compliance, "GET", "/api/v1/compliance/summary/extra", "compliance", "/compliance/summary/extra"),
+        (ApiV1Checklists, "GET", "/api/v1/checklists/1", "orchestration", "/checklists/1"),
+        (ApiV1Rules, "GET", "/api/v1/rules", "orchestration", "/rules"),
+        (ApiV1Workspaces, "GET", "/api/v1/workspaces/w/events", "orchestration", "/workspaces/w/events"),
+        (ApiV1Events, "GET", "/api/v1/events?since=1", "flaring", "/events?since=1"),
+        (ApiV1FlareEvents, "GET", "/api/v1/flare-events/1", "flaring", "/flare-events/1"),
+        (ApiV1RepairObligations, "GET", "/api/v1/repair-obligations", "flaring", "/repair-obligations"),
+        (ApiV1Authorizations, "GET", "/api/v1/authorizations/a", "flaring", "/authorizations/a"),
+        (ApiV1Alerts, "GET", "/api/v1/alerts/a", "flaring", "/alerts/a"),
+        (ApiV1Flaring, "GET", "/api/v1/flaring/legacy", "flaring", "/flaring/legacy"),
+        (ApiV1Auth, "POST", "/api/v1/auth/token", "auth", "/auth/token"),
     ]
 };
 
@@ -630,4 +403,36 @@ async fn one_access_log_line_per_request_with_the_request_id() {
     );
     assert_eq!(second["status"], 404);
     assert_eq!(second["route"], serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_bodies_stream_to_the_upstream() {
+    let gw = aegis().await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >(2);
+    let body = http_body_util::StreamBody::new(futures_util::stream::poll_fn({
+        let mut rx = rx;
+        move |cx| rx.poll_recv(cx)
+    }));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::StreamBody<_>>();
+    let req = http::Request::post(gw.url("/api/v1/ingest/upload/first-chunk"))
+        .body(body)
+        .unwrap();
+    tx.send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+        b"first part",
+    ))))
+    .await
+    .unwrap();
+    // The response arrives while the client still holds the rest of the body.
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
+        .await
+        .expect("the upstream saw the first chunk before the body ended")
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&got[..], b"first part");
+    drop(tx);
+    gw.shutdown().await;
 }

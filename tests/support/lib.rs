@@ -67,6 +67,24 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Box
             .insert("content-type", "text/event-stream".parse().unwrap());
         return Ok(resp);
     }
+    if path.ends_with("/first-chunk") {
+        // Answers as soon as the first body chunk arrives, with that chunk:
+        // only a gateway that streams request bodies lets this finish
+        // before the client has sent everything.
+        let mut body = body;
+        let first = loop {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        break d;
+                    }
+                }
+                _ => break Bytes::new(),
+            }
+        };
+        tokio::spawn(async move { while body.frame().await.is_some() {} });
+        return Ok(Response::new(BodyExt::boxed(Full::new(first))));
+    }
     if path.ends_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
