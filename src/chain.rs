@@ -4,13 +4,15 @@
 //! out (`(StripCredentials<{ NONE }>,)`), so every step call is static
 //! dispatch: no `Vec<Box<dyn Step>>` walked per request and no lookup by
 //! name. Steps run in the contract's order (§2): rate limit ->
-//! authentication -> authorization -> version selection -> body limit ->
-//! credential stripping; path sanity, matching and the method check run
-//! before any chain, in [`crate::routing`].
+//! authentication (service token, HMAC, JWT) -> authorization (roles) ->
+//! version selection -> body limit -> credential stripping; path sanity,
+//! matching and the method check run before any chain, in
+//! [`crate::routing`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use crate::auth::{AuthFailure, SigningHeaders};
 use crate::error::GatewayError;
 use crate::ids::Ids;
 
@@ -42,6 +44,23 @@ pub struct RequestCtx {
     pub caller: Option<String>,
     /// The verified tenant, once known.
     pub tenant: Option<String>,
+    /// The verified user, once known.
+    pub user: Option<User>,
+    /// The client's signing headers, read before they were stripped.
+    pub signing: SigningHeaders,
+    /// Hex SHA-256 of the body, for routes that read it before proxying.
+    pub body_sha256: Option<String>,
+    /// Why authentication failed (or, in audit mode, would have).
+    pub auth_failure: Option<AuthFailure>,
+}
+
+/// A user verified from a JWT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The subject claim.
+    pub id: String,
+    /// The roles claim.
+    pub roles: Vec<String>,
 }
 
 /// One policy step of a route's chain.

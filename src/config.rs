@@ -63,6 +63,38 @@ pub enum StartupError {
     /// The compiled router could not be built.
     #[error("the compiled routes could not be loaded into the router: {0}")]
     Router(String),
+    /// A variable holding a secret is unset or empty.
+    #[error("{var}: {what} is not set")]
+    MissingSecret {
+        /// The variable.
+        var: String,
+        /// What it should hold.
+        what: String,
+    },
+    /// A key file is unreadable or malformed.
+    #[error("{var}: {why}")]
+    BadKey {
+        /// The variable naming the file.
+        var: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The revocation list cannot be used.
+    #[error("revocation list `{path}`: {why}")]
+    Revocation {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A setting is not acceptable.
+    #[error("{var}: {why}")]
+    Config {
+        /// The variable or spec field.
+        var: String,
+        /// What is wrong.
+        why: String,
+    },
     /// Binding the listener failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

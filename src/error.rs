@@ -25,6 +25,14 @@ pub enum ErrorKind {
     GatewayTimeout,
     /// The gateway is shutting down or the upstream is unavailable.
     ServiceUnavailable,
+    /// A missing or invalid user credential (JWT).
+    Unauthorized(&'static str),
+    /// Authenticated but not allowed, or a service-auth failure.
+    Forbidden(&'static str),
+    /// The shared `X-Service-Token` did not match.
+    InvalidServiceToken,
+    /// The request body is over the route's limit.
+    PayloadTooLarge,
 }
 
 /// Which side caused the error, for logs.
@@ -79,6 +87,9 @@ impl GatewayError {
             ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unauthorized(_) | ErrorKind::InvalidServiceToken => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
+            ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -91,6 +102,9 @@ impl GatewayError {
             ErrorKind::BadGateway => "Bad gateway",
             ErrorKind::GatewayTimeout => "Gateway timeout",
             ErrorKind::ServiceUnavailable => "Service temporarily unavailable",
+            ErrorKind::Unauthorized(m) | ErrorKind::Forbidden(m) => m,
+            ErrorKind::InvalidServiceToken => "Invalid service token",
+            ErrorKind::PayloadTooLarge => "Request body too large",
         }
     }
 
@@ -107,6 +121,11 @@ impl GatewayError {
             if let Ok(v) = HeaderValue::from_str(&allow.allow_header()) {
                 resp.headers_mut().insert(header::ALLOW, v);
             }
+        }
+        if let ErrorKind::Unauthorized(_) = self.kind {
+            // RFC 6750 §3: tell the client which scheme is expected.
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
     }

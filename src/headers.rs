@@ -172,6 +172,14 @@ pub fn set_upstream(
     {
         h.insert("x-caller-service", v);
     }
+    if let Some(user) = &ctx.user {
+        if let Ok(v) = HeaderValue::from_str(&user.id) {
+            h.insert("x-user-id", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&user.roles.join(",")) {
+            h.insert("x-user-roles", v);
+        }
+    }
     if let Some(v) = ctx
         .tenant
         .as_deref()

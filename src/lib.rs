@@ -22,6 +22,7 @@
 // Generated code names this crate as `::gateway`, inside and outside it.
 extern crate self as gateway;
 
+pub mod auth;
 pub mod body;
 pub mod chain;
 pub mod config;
@@ -46,10 +47,14 @@ pub mod routes;
 /// code depends on, so the runtime can move things without breaking it.
 #[doc(hidden)]
 pub mod __codegen {
+    pub use crate::auth::hmac::{HmacAuth, HmacVerifier, HmacVersions, ServiceAuthSpec};
+    pub use crate::auth::jwt::{JwtAlgorithm, JwtAuth, JwtSpec, JwtVerifier, RequireRoles};
+    pub use crate::auth::token::ServiceTokenAuth;
     pub use crate::chain::{Flow, RequestCtx, RequestParts, Step};
     pub use crate::config::{StartupEnv, StartupError};
     pub use crate::policy::credentials;
     pub use crate::policy::StripCredentials;
     pub use crate::spec::{GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec};
+    pub use std::sync::Arc;
     pub use std::time::Duration;
 }

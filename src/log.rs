@@ -82,8 +82,8 @@ impl AccessSink {
         }
     }
 
-    /// Writes one access-log line.
-    pub fn write(&self, line: &Access<'_>) {
+    /// Writes one log line (an [`Access`] or a [`SecurityEvent`]).
+    pub fn write(&self, line: &impl Serialize) {
         match self {
             AccessSink::Off => {}
             AccessSink::Stdout => {
@@ -102,6 +102,38 @@ impl AccessSink {
             }
         }
     }
+}
+
+/// One security-event line per authentication failure (contract §8).
+/// Never carries a secret, token or signature.
+#[derive(Debug, Serialize)]
+pub struct SecurityEvent<'a> {
+    /// RFC 3339 UTC time.
+    pub timestamp: String,
+    /// `WARN`.
+    pub level: &'static str,
+    /// `security`.
+    pub target: &'static str,
+    /// Always `auth_failure`.
+    pub event: &'static str,
+    /// Why (`expired`, `bad_signature`, `replayed_nonce`, ...).
+    pub reason: &'static str,
+    /// `enforce` (rejected) or `audit` (forwarded without identity).
+    pub mode: &'static str,
+    /// The caller when known: a claimed service name or a user id.
+    pub caller: Option<&'a str>,
+    /// The request id.
+    pub request_id: &'a str,
+    /// The correlation id.
+    pub correlation_id: &'a str,
+    /// Request method.
+    pub method: &'a str,
+    /// Request path (no query).
+    pub path: &'a str,
+    /// Matched route id.
+    pub route: Option<&'static str>,
+    /// Client address.
+    pub client_ip: String,
 }
 
 /// Now as RFC 3339 UTC with milliseconds.

@@ -26,10 +26,14 @@ pub struct Upstream {
     pub host: HeaderValue,
 }
 
+/// A request body on its way upstream: the client's stream, or a body the
+/// gateway read first (to verify a signature over it).
+pub type ProxyBody = http_body_util::Either<Incoming, http_body_util::Full<bytes::Bytes>>;
+
 /// The upstream client and every resolved service.
 #[derive(Debug)]
 pub struct Proxy {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, ProxyBody>,
     upstreams: Vec<Upstream>,
 }
 
@@ -83,7 +87,7 @@ impl Proxy {
     /// timeout.
     pub async fn send(
         &self,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
         timeout: Duration,
     ) -> Result<(Response<Incoming>, Duration), GatewayError> {
         let started = Instant::now();

@@ -22,16 +22,18 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::auth::SigningHeaders;
 use crate::body::{full, ResponseBody};
 use crate::chain::{Flow, RequestCtx};
 use crate::config::{StartupEnv, StartupError, TrustedProxies};
 use crate::error::{ErrorKind, GatewayError};
 use crate::headers::{self, ClientForwarded};
 use crate::ids::Ids;
-use crate::log::{self, Access, AccessSink};
+use crate::log::{self, Access, AccessSink, SecurityEvent};
 use crate::proxy::{self, Proxy};
 use crate::routing::{self, Miss, Router};
 use crate::spec::Spec;
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 
 /// A gateway for one compiled spec: router, chains and proxy, built once.
 pub struct Gateway<S: Spec> {
@@ -97,6 +99,7 @@ impl<S: Spec> Gateway<S> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let ids = Ids::from_headers(&parts.headers);
+        let signing = SigningHeaders::read(&parts.headers);
         let fwd = headers::strip_client(
             &mut parts.headers,
             parts.uri.authority().map(|a| a.as_str()),
@@ -109,6 +112,10 @@ impl<S: Spec> Gateway<S> {
             started,
             caller: None,
             tenant: None,
+            user: None,
+            signing,
+            body_sha256: None,
+            auth_failure: None,
         };
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
         let mut out = Outcome::default();
@@ -120,6 +127,23 @@ impl<S: Spec> Gateway<S> {
             }
         };
         headers::set_ids(resp.headers_mut(), &ctx);
+        if let Some(f) = &ctx.auth_failure {
+            self.access_log.write(&SecurityEvent {
+                timestamp: log::now_rfc3339(),
+                level: "WARN",
+                target: "security",
+                event: "auth_failure",
+                reason: f.reason,
+                mode: f.mode,
+                caller: f.caller.as_deref(),
+                request_id: ctx.ids.request_id(),
+                correlation_id: ctx.ids.correlation_id(),
+                method: method.as_str(),
+                path: uri.path(),
+                route: out.route,
+                client_ip: ctx.client_ip.to_string(),
+            });
+        }
         self.log(&ctx, &method, uri.path(), &resp, &out);
         resp
     }
@@ -151,6 +175,14 @@ impl<S: Spec> Gateway<S> {
         out.upstream = Some(upstream.name);
         let pq = proxy::upstream_path(spec, &m, path, parts.uri.query(), &upstream.url.base_path);
         drop(m);
+        let body = match spec.buffer_body {
+            Some(limit) => {
+                let bytes = read_body(&parts, body, limit).await?;
+                ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
+                Either::Right(Full::new(bytes))
+            }
+            None => Either::Left(body),
+        };
         if let Flow::Respond(e) = S::on_request(&self.chains, route, ctx, &mut parts) {
             return Err(e);
         }
@@ -202,6 +234,33 @@ impl<S: Spec> Gateway<S> {
             client_ip: ctx.client_ip.to_string(),
             error: out.error.clone(),
         });
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes: a declared length over it
+/// is refused before reading, a longer stream as soon as it passes it.
+async fn read_body(
+    parts: &http::request::Parts,
+    body: Incoming,
+    limit: usize,
+) -> Result<bytes::Bytes, GatewayError> {
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::client(ErrorKind::PayloadTooLarge));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => {
+            Err(GatewayError::client(ErrorKind::PayloadTooLarge))
+        }
+        Err(e) => Err(GatewayError::upstream(
+            ErrorKind::BadGateway,
+            format!("client body: {e}"),
+        )),
     }
 }
 

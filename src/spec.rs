@@ -135,6 +135,9 @@ pub struct RouteSpec {
     pub timeout: Duration,
     /// The named policy, if any.
     pub policy: Option<&'static str>,
+    /// For routes that verify a body signature: the body is read first, up
+    /// to this many bytes (413 beyond).
+    pub buffer_body: Option<usize>,
 }
 
 /// A compiled spec: implemented by generated code (`build.rs` for
@@ -162,6 +165,12 @@ pub trait Spec: Send + Sync + 'static {
     /// # Errors
     /// When a step's configuration cannot be loaded.
     fn build_chains(env: &StartupEnv) -> Result<Self::Chains, StartupError>;
+
+    /// Re-reads what may change without a restart (SIGHUP).
+    ///
+    /// # Errors
+    /// A file that cannot be read; the previous state stays in force.
+    fn reload(chains: &Self::Chains) -> Result<(), StartupError>;
 
     /// Runs the request phase of `route`'s chain.
     fn on_request(

@@ -9,6 +9,7 @@ fn gateway() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gateway"));
     c.env("GATEWAY_LISTEN", "127.0.0.1:0")
         .env("GATEWAY_ACCESS_LOG", "off")
+        .env("JWT_SECRET", "binary-test-secret")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

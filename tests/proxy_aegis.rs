@@ -9,7 +9,25 @@ use std::time::{Duration, Instant};
 use gateway::routes::{RouteId, Spec};
 use gateway::spec::Spec as _;
 use http_body_util::BodyExt;
-use support::{echo_upstream, get, raw, send, start, Running};
+use support::{admin_bearer, echo_upstream, raw, start, Running};
+
+/// Every request of these tests carries a valid admin token; the identity
+/// rules themselves are tested in `tests/auth_jwt.rs`.
+async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> support::Got {
+    let bearer = admin_bearer();
+    let mut all = vec![("authorization", bearer.as_str())];
+    all.extend(
+        headers
+            .iter()
+            .filter(|(k, _)| *k != "authorization")
+            .copied(),
+    );
+    support::send(method, url, &all, body).await
+}
+
+async fn get(url: &str) -> support::Got {
+    send("GET", url, &[], "").await
+}
 
 const SERVICES: [(&str, &str); 8] = [
     ("orchestration", "ORCHESTRATION_URL"),
@@ -23,7 +41,7 @@ const SERVICES: [(&str, &str); 8] = [
 ];
 
 async fn aegis() -> Running {
-    let mut env = Vec::new();
+    let mut env = vec![("JWT_SECRET", support::JWT_SECRET.to_owned())];
     for (name, var) in SERVICES {
         let addr = echo_upstream(name).await;
         env.push((var, format!("http://{addr}")));
@@ -73,7 +91,8 @@ const REWRITES: &[(RouteId, &str, &str, &str, &str)] = {
         (ApiV1Authorizations, "GET", "/api/v1/authorizations/a", "flaring", "/authorizations/a"),
         (ApiV1Alerts, "GET", "/api/v1/alerts/a", "flaring", "/alerts/a"),
         (ApiV1Flaring, "GET", "/api/v1/flaring/legacy", "flaring", "/flaring/legacy"),
-        (ApiV1Auth, "POST", "/api/v1/auth/token", "auth", "/auth/token"),
+        (ApiV1AuthToken, "POST", "/api/v1/auth/token", "auth", "/auth/token"),
+        (ApiV1Auth, "POST", "/api/v1/auth/refresh", "auth", "/auth/refresh"),
     ]
 };
 
@@ -205,7 +224,6 @@ async fn client_owned_headers_are_stripped_and_gateway_headers_set() {
         ("x-drop-me", "1"),
         ("keep-alive", "timeout=5"),
         ("proxy-authorization", "Basic eA=="),
-        ("authorization", "Bearer abc"),
         ("x-service-token", "shared"),
         ("cookie", "session=1"),
         ("x-correlation-id", "corr-123:abc"),
@@ -219,13 +237,26 @@ async fn client_owned_headers_are_stripped_and_gateway_headers_set() {
     assert_eq!(got.status, 200);
     let echo = got.json();
     let h = &echo["headers"];
-    for (name, _) in &hostile[..20] {
-        // Re-set by the gateway; checked for their new values below.
-        if name.starts_with("x-forwarded") || *name == "x-request-id" {
-            continue;
-        }
-        assert!(h.get(*name).is_none(), "{name} reached the upstream: {h}");
+    for name in [
+        "x-internal-service-auth",
+        "x-internal-timestamp",
+        "x-internal-nonce",
+        "x-service-name",
+        "x-caller-service",
+        "x-tenant-id",
+        "forwarded",
+        "connection",
+        "x-drop-me",
+        "keep-alive",
+        "proxy-authorization",
+        "x-service-token",
+        "authorization",
+    ] {
+        assert!(h.get(name).is_none(), "{name} reached the upstream: {h}");
     }
+    // The verified identity replaces what the client claimed.
+    assert_eq!(h["x-user-id"], "admin-1");
+    assert_eq!(h["x-user-roles"], "admin,power_user,operator,reviewer");
     assert!(h.get("x-forwarded-prefix").is_none());
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");
     assert_eq!(h["x-forwarded-proto"], "http");
@@ -308,10 +339,11 @@ async fn server_sent_events_stream_event_by_event() {
     let gw = aegis().await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let resp = client
-        .get(gw.url("/api/v1/workspaces/w1/sse").parse().unwrap())
-        .await
+    let req = http::Request::get(gw.url("/api/v1/workspaces/w1/sse"))
+        .header("authorization", admin_bearer())
+        .body(http_body_util::Empty::new())
         .unwrap();
+    let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();
@@ -336,7 +368,7 @@ async fn server_sent_events_stream_event_by_event() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_upstream_is_502() {
-    let mut env = Vec::new();
+    let mut env = vec![("JWT_SECRET", support::JWT_SECRET.to_owned())];
     for (name, var) in SERVICES {
         let addr = echo_upstream(name).await;
         env.push((var, format!("http://{addr}")));
@@ -361,7 +393,7 @@ async fn dead_upstream_is_502() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_access_log_line_per_request_with_the_request_id() {
-    let mut env = Vec::new();
+    let mut env = vec![("JWT_SECRET", support::JWT_SECRET.to_owned())];
     for (name, var) in SERVICES {
         let addr = echo_upstream(name).await;
         env.push((var, format!("http://{addr}")));
@@ -418,6 +450,7 @@ async fn request_bodies_stream_to_the_upstream() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::StreamBody<_>>();
     let req = http::Request::post(gw.url("/api/v1/ingest/upload/first-chunk"))
+        .header("authorization", admin_bearer())
         .body(body)
         .unwrap();
     tx.send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(

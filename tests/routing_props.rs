@@ -248,5 +248,6 @@ fn runtime_spec(r: &RouteIr) -> RouteSpec {
         rest_segment: r.rest_segment,
         timeout: std::time::Duration::from_secs(1),
         policy: None,
+        buffer_body: None,
     }
 }

@@ -220,6 +220,44 @@ pub async fn get(url: &str) -> Got {
     send("GET", url, &[], "").await
 }
 
+/// The HS256 secret the AEGIS tests run with.
+pub const JWT_SECRET: &str = "test-secret-for-the-aegis-gateway";
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token with these claims, signed HS256 with `secret`, minted with the
+/// jsonwebtoken crate directly rather than the gateway's own minting.
+pub fn sign_claims(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid AEGIS token for `user` with `roles`, valid for an hour.
+pub fn aegis_token(user: &str, roles: &[&str]) -> String {
+    sign_claims(
+        &json!({"user_id": user, "roles": roles, "iss": "aegis-gateway", "exp": now() + 3600, "iat": now()}),
+        JWT_SECRET,
+    )
+}
+
+/// `Authorization: Bearer` value for an admin with every AEGIS role.
+pub fn admin_bearer() -> String {
+    format!(
+        "Bearer {}",
+        aegis_token("admin-1", &["admin", "power_user", "operator", "reviewer"])
+    )
+}
+
 /// Sends raw bytes and returns the raw response text (for request targets
 /// a client library would refuse or clean up).
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {

@@ -4,6 +4,7 @@
 //! same output compiles inside the gateway crate (via `build.rs`) and in any
 //! crate that depends on it (via `gateway_macros::spec!`).
 
+mod auth;
 mod explain;
 
 use proc_macro2::{Ident, Literal, Span, TokenStream};
@@ -27,8 +28,10 @@ pub fn tokens(c: &Checked) -> TokenStream {
     let paths = paths_const(c);
     let chains = chains(c);
     let spec_impl = spec_impl(c);
+    let auth_consts = auth::consts(c);
     quote! {
         #gateway
+        #auth_consts
         #services
         #route_enum
         #(#route_consts)*
@@ -215,6 +218,11 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
         Some(p) => quote!(Some(#p)),
         None => quote!(None),
     };
+    // A v2 signature covers the body's hash, so the body is read first.
+    let buffer_body = match &r.auth.service {
+        Some(s) if s.v2 => quote!(Some(1_048_576)),
+        _ => quote!(None),
+    };
     let doc = doc(format!("Route `{}`.", r.pattern_text));
     quote! {
         #[doc = #doc]
@@ -227,6 +235,7 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
             rest_segment: #rest_segment,
             timeout: #timeout,
             policy: #policy,
+            buffer_body: #buffer_body,
         };
     }
 }
@@ -251,6 +260,7 @@ fn credentials_mask(r: &RouteIr) -> TokenStream {
         bits.push(match c {
             Credential::Authorization => quote!(rt::credentials::AUTHORIZATION_HEADER),
             Credential::ServiceToken => quote!(rt::credentials::SERVICE_TOKEN),
+            Credential::AuthCookie => quote!(rt::credentials::AUTH_COOKIE),
         });
     }
     if bits.is_empty() {
@@ -260,28 +270,64 @@ fn credentials_mask(r: &RouteIr) -> TokenStream {
     }
 }
 
-/// The chain type of one route: its policy steps in contract order.
-fn chain_type(r: &RouteIr) -> TokenStream {
+/// One route's chain as (type, constructor) pairs: its policy steps in
+/// contract order, credentials stripped last because the auth steps before
+/// it read them.
+fn chain_steps(c: &Checked, r: &RouteIr) -> Vec<(TokenStream, TokenStream)> {
+    let mut steps = auth::steps(r);
     let mask = credentials_mask(r);
-    // Credentials are stripped last: the auth steps that come before read them.
-    quote!((rt::StripCredentials<{ #mask }>,))
+    let cookie = match c.gateway.jwt.as_ref().and_then(|j| j.cookie.as_ref()) {
+        Some(name) => quote!(Some(#name)),
+        None => quote!(None),
+    };
+    steps.push((
+        quote!(rt::StripCredentials<{ #mask }>),
+        quote!(rt::StripCredentials::new(#cookie)),
+    ));
+    steps
 }
 
 fn chains(c: &Checked) -> TokenStream {
     let fields = c.routes.iter().map(|r| {
         let f = format_ident!("{}", r.id);
-        let ty = chain_type(r);
+        let tys = chain_steps(c, r).into_iter().map(|(t, _)| t);
         let doc = doc(format!("Chain of `{}`.", r.pattern_text));
-        quote! { #[doc = #doc] pub #f: #ty }
+        quote! { #[doc = #doc] pub #f: (#(#tys,)*) }
     });
     let inits = c.routes.iter().map(|r| {
         let f = format_ident!("{}", r.id);
-        quote!(#f: (rt::StripCredentials,))
+        let ctors = chain_steps(c, r).into_iter().map(|(_, k)| k);
+        quote!(#f: (#(#ctors,)*))
     });
+    let shared = auth::shared_verifiers(c);
+    let uses_env = c
+        .routes
+        .iter()
+        .any(|r| r.auth.jwt || r.auth.service.is_some() || r.auth.service_token_env.is_some());
+    let env_param = if uses_env {
+        format_ident!("env")
+    } else {
+        format_ident!("_env")
+    };
+    let (jwt, _) = auth::uses(c);
+    let keep = jwt.then(|| quote!(let jwt_for_reload = jwt.clone();));
+    let keep_field = jwt.then(|| quote!(jwt_for_reload,));
+    let keep_decl = jwt.then(|| {
+        quote! {
+            /// Kept for reloading the revocation list.
+            jwt_for_reload: rt::Arc<rt::JwtVerifier>,
+        }
+    });
+    let reload_body = if jwt {
+        quote!(self.jwt_for_reload.reload())
+    } else {
+        quote!(Ok(()))
+    };
     quote! {
         /// Each route's policy chain, built once at start-up.
         pub struct Chains {
             #(#fields,)*
+            #keep_decl
         }
 
         impl Chains {
@@ -289,8 +335,21 @@ fn chains(c: &Checked) -> TokenStream {
             ///
             /// # Errors
             /// A step whose configuration cannot be loaded.
-            pub fn build(_env: &rt::StartupEnv) -> Result<Self, rt::StartupError> {
-                Ok(Chains { #(#inits,)* })
+            pub fn build(#env_param: &rt::StartupEnv) -> Result<Self, rt::StartupError> {
+                #shared
+                #keep
+                Ok(Chains {
+                    #(#inits,)*
+                    #keep_field
+                })
+            }
+
+            /// Re-reads what may change without a restart (SIGHUP).
+            ///
+            /// # Errors
+            /// A file that cannot be read; the old state stays in force.
+            pub fn reload(&self) -> Result<(), rt::StartupError> {
+                #reload_body
             }
         }
     }
@@ -329,6 +388,10 @@ fn spec_impl(c: &Checked) -> TokenStream {
 
             fn build_chains(env: &rt::StartupEnv) -> Result<Chains, rt::StartupError> {
                 Chains::build(env)
+            }
+
+            fn reload(chains: &Chains) -> Result<(), rt::StartupError> {
+                chains.reload()
             }
 
             fn on_request(

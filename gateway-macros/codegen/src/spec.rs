@@ -5,6 +5,7 @@
 //! the schema is whole and a planned field is rejected with a message that
 //! says so instead of being silently ignored.
 
+mod auth;
 mod locate;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 
 use crate::diag::{Diagnostic, Diagnostics};
 
+pub use auth::{AuthKind, Claims, Jwt, RouteServiceAuth, ServiceAuth};
 pub use locate::{PathSeg, SpecPath};
 
 /// The whole spec file.
@@ -49,12 +51,10 @@ pub struct Gateway {
     /// TLS termination (planned).
     #[serde(default, deserialize_with = "planned")]
     pub tls: Option<Planned>,
-    /// JWT verification settings (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub jwt: Option<Planned>,
-    /// HMAC service-auth settings (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub service_auth: Option<Planned>,
+    /// JWT verification settings.
+    pub jwt: Option<Jwt>,
+    /// HMAC service-auth settings.
+    pub service_auth: Option<ServiceAuth>,
 }
 
 /// Gateway-wide timeouts, as duration strings (`250ms`, `5s`, `1m`, `1h`).
@@ -135,25 +135,21 @@ pub enum PolicyRef {
 }
 
 /// A policy: what runs between matching and proxying.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Upstream response-head timeout for the route.
     pub timeout: Option<String>,
     /// Client credentials forwarded upstream (stripped otherwise).
     pub forward_credentials: Option<Vec<Credential>>,
-    /// User authentication (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub auth: Option<Planned>,
-    /// Required roles (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub roles: Option<Planned>,
-    /// HMAC service authentication (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub service_auth: Option<Planned>,
-    /// Shared service token (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub service_token: Option<Planned>,
+    /// User authentication: `jwt` or `none`.
+    pub auth: Option<AuthKind>,
+    /// Roles of which the caller needs one.
+    pub roles: Option<Vec<String>>,
+    /// HMAC service authentication.
+    pub service_auth: Option<RouteServiceAuth>,
+    /// Variable holding the shared `X-Service-Token` secret(s).
+    pub service_token: Option<String>,
     /// Rate limit (planned).
     #[serde(default, deserialize_with = "planned")]
     pub rate_limit: Option<Planned>,
@@ -176,11 +172,13 @@ pub enum Credential {
     Authorization,
     /// The `X-Service-Token` header.
     ServiceToken,
+    /// The JWT cookie (`gateway.jwt.cookie`); other cookies always pass.
+    AuthCookie,
 }
 
 /// A field that the schema reserves for work not done yet. Any value parses;
 /// validation turns its presence into an error that says so.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Planned;
 
 impl<'de> Deserialize<'de> for Planned {
@@ -206,7 +204,7 @@ where
 
 /// A mapping whose keys must be unique: YAML parsers keep the last of two
 /// equal keys, which would silently drop a service or policy.
-fn unique_map<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
+pub(crate) fn unique_map<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,

@@ -4,6 +4,7 @@
 //! All problems are collected and reported together, each pointing at the
 //! line and column of the value at fault.
 
+pub mod auth;
 pub mod pattern;
 pub mod values;
 
@@ -48,6 +49,10 @@ pub struct GatewayIr {
     pub drain_ms: u64,
     /// Client request-head deadline.
     pub header_read_ms: u64,
+    /// JWT verification, when configured.
+    pub jwt: Option<auth::JwtIr>,
+    /// HMAC service auth, when configured.
+    pub service_auth: Option<auth::ServiceAuthIr>,
 }
 
 /// A resolved upstream service.
@@ -86,6 +91,8 @@ pub struct RouteIr {
     pub forward: Vec<Credential>,
     /// The named policy, if any.
     pub policy_name: Option<String>,
+    /// What the route asks of its callers.
+    pub auth: auth::RouteAuthIr,
     /// Index of the route in the spec's `routes:` list.
     pub spec_index: usize,
 }
@@ -203,15 +210,18 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         upstream_ms: dur("upstream", &g.timeouts.upstream, 30_000),
         drain_ms: dur("drain", &g.timeouts.drain, 30_000),
         header_read_ms: dur("header_read", &g.timeouts.header_read, 10_000),
+        jwt: None,
+        service_auth: None,
+    };
+    let ir = GatewayIr {
+        jwt: g.jwt.as_ref().map(|j| auth::check_jwt(cx, j)),
+        service_auth: g
+            .service_auth
+            .as_ref()
+            .map(|s| auth::check_service_auth(cx, s)),
+        ..ir
     };
     cx.planned(&at, "tls", g.tls.as_ref(), "TLS termination");
-    cx.planned(&at, "jwt", g.jwt.as_ref(), "JWT authentication");
-    cx.planned(
-        &at,
-        "service_auth",
-        g.service_auth.as_ref(),
-        "HMAC service auth",
-    );
     ir
 }
 
@@ -294,20 +304,6 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
             seen.push(*c);
         }
     }
-    cx.planned(at, "auth", p.auth.as_ref(), "JWT authentication");
-    cx.planned(at, "roles", p.roles.as_ref(), "role checks");
-    cx.planned(
-        at,
-        "service_auth",
-        p.service_auth.as_ref(),
-        "HMAC service auth",
-    );
-    cx.planned(
-        at,
-        "service_token",
-        p.service_token.as_ref(),
-        "shared service tokens",
-    );
     cx.planned(at, "rate_limit", p.rate_limit.as_ref(), "rate limiting");
     cx.planned(at, "cors", p.cors.as_ref(), "CORS");
     cx.planned(at, "retries", p.retries.as_ref(), "retries");
@@ -361,14 +357,37 @@ fn check_route(
         .and_then(|p| cx.check(&at.key("upstream"), pattern::parse_template(&r.upstream, p)));
     let (policy, policy_name) = resolve_policy(cx, spec, &at, r.policy.as_ref());
     let timeout_ms = policy
-        .and_then(|p| p.timeout.as_deref())
+        .timeout
+        .as_deref()
         .and_then(|t| values::duration_ms(t).ok())
         .unwrap_or(gw.upstream_ms);
-    let mut forward = policy
-        .and_then(|p| p.forward_credentials.clone())
-        .unwrap_or_default();
+    let mut forward = policy.forward_credentials.clone().unwrap_or_default();
     forward.sort();
     forward.dedup();
+    let policy_at = if r.policy.is_some() {
+        at.key("policy")
+    } else {
+        at.key("path")
+    };
+    let auth = auth::check_route_auth(
+        cx,
+        &policy_at,
+        &policy,
+        gw.jwt.as_ref(),
+        gw.service_auth.as_ref(),
+    );
+    if forward.contains(&Credential::AuthCookie)
+        && gw.jwt.as_ref().and_then(|j| j.cookie.as_ref()).is_none()
+    {
+        cx.error(
+            &policy_at,
+            Problem {
+                message: "`auth_cookie` is forwarded but no `gateway.jwt.cookie` is configured"
+                    .into(),
+                help: "set `gateway.jwt.cookie`, or remove `auth_cookie`".into(),
+            },
+        );
+    }
     let (pattern, methods, service, template) = (pattern?, methods?, service?, template?);
     let rest_segment = pattern.rest_segment();
     Some(RouteIr {
@@ -383,21 +402,25 @@ fn check_route(
         timeout_ms,
         forward,
         policy_name,
+        auth,
         spec_index: i,
     })
 }
 
-/// Finds the route's policy: a name under `policies:`, an inline mapping,
-/// or the policy named `default` when the route names none.
-fn resolve_policy<'s>(
+/// The route's effective policy: the policy named `default` (when there
+/// is one) with the route's named or inline policy laid over it field by
+/// field. So `default` can require a JWT everywhere while `public` says
+/// `auth: none` and `streaming` only changes the timeout.
+fn resolve_policy(
     cx: &mut Ctx<'_>,
-    spec: &'s Spec,
+    spec: &Spec,
     at: &SpecPath,
-    p: Option<&'s PolicyRef>,
-) -> (Option<&'s Policy>, Option<String>) {
+    p: Option<&PolicyRef>,
+) -> (Policy, Option<String>) {
+    let base = spec.policies.get("default").cloned().unwrap_or_default();
     match p {
         Some(PolicyRef::Named(name)) => match spec.policies.get(name) {
-            Some(pol) => (Some(pol), Some(name.clone())),
+            Some(pol) => (overlay(base, pol), Some(name.clone())),
             None => {
                 let known: Vec<&str> = spec.policies.keys().map(String::as_str).collect();
                 cx.error(
@@ -414,19 +437,37 @@ fn resolve_policy<'s>(
                         },
                     },
                 );
-                (None, None)
+                (base, None)
             }
         },
         Some(PolicyRef::Inline(pol)) => {
             check_policy(cx, &at.key("policy"), pol);
-            (Some(pol), None)
+            (overlay(base, pol), None)
         }
-        None => (
-            spec.policies.get("default"),
-            spec.policies
+        None => {
+            let name = spec
+                .policies
                 .contains_key("default")
-                .then(|| "default".into()),
-        ),
+                .then(|| "default".into());
+            (base, name)
+        }
+    }
+}
+
+/// `over`'s fields where set, else `base`'s.
+fn overlay(base: Policy, over: &Policy) -> Policy {
+    let o = over.clone();
+    Policy {
+        timeout: o.timeout.or(base.timeout),
+        forward_credentials: o.forward_credentials.or(base.forward_credentials),
+        auth: o.auth.or(base.auth),
+        roles: o.roles.or(base.roles),
+        service_auth: o.service_auth.or(base.service_auth),
+        service_token: o.service_token.or(base.service_token),
+        rate_limit: o.rate_limit.or(base.rate_limit),
+        cors: o.cors.or(base.cors),
+        retries: o.retries.or(base.retries),
+        body_limit: o.body_limit.or(base.body_limit),
     }
 }
 

@@ -32,6 +32,7 @@ fn policy_text(r: &RouteIr) -> String {
         parts.push(match c {
             Credential::Authorization => "+authorization".into(),
             Credential::ServiceToken => "+service_token".into(),
+            Credential::AuthCookie => "+auth_cookie".into(),
         });
     }
     parts.join(" ")
@@ -40,21 +41,22 @@ fn policy_text(r: &RouteIr) -> String {
 /// The route table as aligned plain text.
 pub fn explain(c: &Checked) -> String {
     let header = [
-        "ROUTE", "METHODS", "SERVICE", "UPSTREAM", "POLICY", "TIMEOUT", "ID",
+        "ROUTE", "METHODS", "SERVICE", "UPSTREAM", "AUTH", "POLICY", "TIMEOUT", "ID",
     ];
-    let mut rows: Vec<[String; 7]> = vec![header.map(String::from)];
+    let mut rows: Vec<[String; 8]> = vec![header.map(String::from)];
     for r in &c.routes {
         rows.push([
             r.pattern_text.clone(),
             methods_text(r.methods),
             c.services[r.service].name.clone(),
             r.upstream_text.clone(),
+            r.auth.describe(),
             policy_text(r),
             duration_text(r.timeout_ms),
             r.id.clone(),
         ]);
     }
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());

@@ -1,0 +1,121 @@
+//! Generated items of the identity layer: the `JWT` and `SERVICE_AUTH`
+//! constants, and each route's authentication steps.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::validate::auth::{JwtIr, ServiceAuthIr};
+use crate::validate::{Checked, RouteIr};
+
+fn opt_str(v: &Option<String>) -> TokenStream {
+    match v {
+        Some(s) => quote!(Some(#s)),
+        None => quote!(None),
+    }
+}
+
+/// `pub const JWT` and `pub const SERVICE_AUTH`, when configured.
+pub fn consts(c: &Checked) -> TokenStream {
+    let jwt = c.gateway.jwt.as_ref().map(jwt_const);
+    let sa = c.gateway.service_auth.as_ref().map(service_auth_const);
+    quote! { #jwt #sa }
+}
+
+fn jwt_const(j: &JwtIr) -> TokenStream {
+    let algs = j.algorithms.iter().map(|a| format_ident!("{}", a));
+    let (secret, pem, jwks) = (
+        opt_str(&j.secret_env),
+        opt_str(&j.public_key_env),
+        opt_str(&j.jwks_env),
+    );
+    let (iss, aud, cookie) = (opt_str(&j.issuer), opt_str(&j.audience), opt_str(&j.cookie));
+    let (sub, roles, tenant) = (&j.subject_claim, &j.roles_claim, opt_str(&j.tenant_claim));
+    let revocation = opt_str(&j.revocation_file);
+    let leeway = j.leeway_s;
+    quote! {
+        /// `gateway.jwt`: how user tokens are verified.
+        pub const JWT: rt::JwtSpec = rt::JwtSpec {
+            algorithms: &[#(rt::JwtAlgorithm::#algs),*],
+            secret_env: #secret,
+            public_key_env: #pem,
+            jwks_env: #jwks,
+            issuer: #iss,
+            audience: #aud,
+            leeway: rt::Duration::from_secs(#leeway),
+            cookie: #cookie,
+            subject_claim: #sub,
+            roles_claim: #roles,
+            tenant_claim: #tenant,
+            revocation_file: #revocation,
+        };
+    }
+}
+
+fn service_auth_const(s: &ServiceAuthIr) -> TokenStream {
+    let window = s.window_s;
+    let callers = s.callers.iter().map(|(n, e)| quote!((#n, #e)));
+    let shared = opt_str(&s.shared_secret_env);
+    let cache = s.nonce_cache as usize;
+    quote! {
+        /// `gateway.service_auth`: HMAC service signing.
+        pub const SERVICE_AUTH: rt::ServiceAuthSpec = rt::ServiceAuthSpec {
+            window: rt::Duration::from_secs(#window),
+            callers: &[#(#callers),*],
+            shared_secret_env: #shared,
+            nonce_cache: #cache,
+        };
+    }
+}
+
+/// Whether any route needs the JWT verifier / the HMAC verifier.
+pub fn uses(c: &Checked) -> (bool, bool) {
+    let jwt = c.routes.iter().any(|r| r.auth.jwt);
+    let hmac = c.routes.iter().any(|r| r.auth.service.is_some());
+    (jwt, hmac)
+}
+
+/// The verifiers shared by every route, built once in `Chains::build`.
+pub fn shared_verifiers(c: &Checked) -> TokenStream {
+    let (jwt, hmac) = uses(c);
+    let jwt = jwt.then(|| quote!(let jwt = rt::JwtVerifier::shared(&JWT, env)?;));
+    let hmac = hmac.then(|| quote!(let hmac = rt::HmacVerifier::shared(&SERVICE_AUTH, env)?;));
+    quote! { #jwt #hmac }
+}
+
+/// The authentication steps of one route, as (type, constructor) pairs in
+/// contract order: service token, HMAC, JWT, roles.
+pub fn steps(r: &RouteIr) -> Vec<(TokenStream, TokenStream)> {
+    let mut out = Vec::new();
+    if let Some(env) = &r.auth.service_token_env {
+        out.push((
+            quote!(rt::ServiceTokenAuth),
+            quote!(rt::ServiceTokenAuth::from_env(#env, env)?),
+        ));
+    }
+    if let Some(s) = &r.auth.service {
+        let callers = &s.callers;
+        let mut versions = Vec::new();
+        if s.v1 {
+            versions.push(quote!(rt::HmacVersions::V1));
+        }
+        if s.v2 {
+            versions.push(quote!(rt::HmacVersions::V2));
+        }
+        let shared = s.shared_secret;
+        out.push((
+            quote!(rt::HmacAuth),
+            quote!(rt::HmacAuth::new(&hmac, &[#(#callers),*], rt::HmacVersions(#(#versions.0)|*), #shared)),
+        ));
+    }
+    if r.auth.jwt {
+        out.push((quote!(rt::JwtAuth), quote!(rt::JwtAuth::new(&jwt))));
+        if !r.auth.roles.is_empty() {
+            let roles = &r.auth.roles;
+            out.push((
+                quote!(rt::RequireRoles),
+                quote!(rt::RequireRoles(&[#(#roles),*])),
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,435 @@
+//! Identity rules: JWT and HMAC settings, and what each route asks of its
+//! callers. Contract §4 and §5.
+
+use super::pattern::Problem;
+use super::{values, Ctx};
+use crate::spec::{AuthKind, Jwt, Policy, ServiceAuth, SpecPath};
+
+/// Algorithms the gateway verifies. `none` is never among them.
+pub const ALGORITHMS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
+
+fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
+    Problem {
+        message: message.into(),
+        help: help.into(),
+    }
+}
+
+/// Checked `gateway.jwt`.
+#[derive(Debug, Clone)]
+pub struct JwtIr {
+    /// Allowed algorithms, as written (`HS256`, ...).
+    pub algorithms: Vec<String>,
+    /// HS256 secret variable.
+    pub secret_env: Option<String>,
+    /// PEM public key path variable.
+    pub public_key_env: Option<String>,
+    /// JWKS path variable.
+    pub jwks_env: Option<String>,
+    /// Required issuer.
+    pub issuer: Option<String>,
+    /// Required audience.
+    pub audience: Option<String>,
+    /// Leeway in seconds.
+    pub leeway_s: u64,
+    /// Cookie fallback.
+    pub cookie: Option<String>,
+    /// Subject claim.
+    pub subject_claim: String,
+    /// Roles claim.
+    pub roles_claim: String,
+    /// Tenant claim.
+    pub tenant_claim: Option<String>,
+    /// Revocation list path.
+    pub revocation_file: Option<String>,
+}
+
+/// Checked `gateway.service_auth`.
+#[derive(Debug, Clone)]
+pub struct ServiceAuthIr {
+    /// Window in seconds.
+    pub window_s: u64,
+    /// (caller, secret variable), in name order.
+    pub callers: Vec<(String, String)>,
+    /// Legacy shared secret variable.
+    pub shared_secret_env: Option<String>,
+    /// Nonce cache capacity.
+    pub nonce_cache: u64,
+}
+
+/// What one route asks of its callers.
+#[derive(Debug, Clone, Default)]
+pub struct RouteAuthIr {
+    /// A verified JWT is required.
+    pub jwt: bool,
+    /// One of these roles is required.
+    pub roles: Vec<String>,
+    /// HMAC service auth, when required.
+    pub service: Option<RouteServiceIr>,
+    /// `X-Service-Token` secret variable, when required.
+    pub service_token_env: Option<String>,
+}
+
+/// A route's HMAC requirements.
+#[derive(Debug, Clone)]
+pub struct RouteServiceIr {
+    /// Admitted callers.
+    pub callers: Vec<String>,
+    /// v1 signatures accepted.
+    pub v1: bool,
+    /// v2 signatures accepted.
+    pub v2: bool,
+    /// The legacy shared secret accepted.
+    pub shared_secret: bool,
+}
+
+impl RouteAuthIr {
+    /// A short description for the route table.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.jwt {
+            parts.push(if self.roles.is_empty() {
+                "jwt".to_owned()
+            } else {
+                format!("jwt roles={}", self.roles.join("|"))
+            });
+        }
+        if let Some(s) = &self.service {
+            let mut v = Vec::new();
+            if s.v1 {
+                v.push("v1");
+            }
+            if s.v2 {
+                v.push("v2");
+            }
+            let shared = if s.shared_secret { "+shared" } else { "" };
+            parts.push(format!(
+                "hmac {}{shared} callers={}",
+                v.join(","),
+                s.callers.join("|")
+            ));
+        }
+        if self.service_token_env.is_some() {
+            parts.push("service-token".into());
+        }
+        if parts.is_empty() {
+            "public".into()
+        } else {
+            parts.join(" + ")
+        }
+    }
+}
+
+/// Leeway and windows may be zero, unlike timeouts.
+fn seconds(s: &str, max_s: u64) -> Result<u64, Problem> {
+    let ms = if s == "0s" || s == "0" {
+        0
+    } else {
+        values::duration_ms(s)?
+    };
+    if ms % 1000 != 0 {
+        return Err(problem(
+            format!("`{s}` is not whole seconds"),
+            "use seconds, e.g. `30s`",
+        ));
+    }
+    if ms / 1000 > max_s {
+        return Err(problem(
+            format!("`{s}` is longer than the allowed {max_s}s"),
+            format!("use at most `{max_s}s`"),
+        ));
+    }
+    Ok(ms / 1000)
+}
+
+/// `gateway.jwt`: the allow-list holds only algorithms the gateway can
+/// verify, each with exactly the key material it needs, so no token can be
+/// checked against the wrong kind of key (algorithm confusion).
+pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
+    let at = SpecPath::root().key("gateway").key("jwt");
+    if j.algorithms.is_empty() {
+        cx.error(
+            &at.key("algorithms"),
+            problem(
+                "the algorithm allow-list is empty",
+                "list the algorithms tokens are signed with, e.g. `[HS256]`",
+            ),
+        );
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, a) in j.algorithms.iter().enumerate() {
+        let at = at.key("algorithms").index(i);
+        if a.eq_ignore_ascii_case("none") {
+            cx.error(
+                &at,
+                problem(
+                    "`none` is never accepted: unsigned tokens prove nothing",
+                    "remove it",
+                ),
+            );
+        } else if !ALGORITHMS.contains(&a.as_str()) {
+            cx.error(
+                &at,
+                problem(
+                    format!("algorithm `{a}` is not in the supported allow-list"),
+                    format!("use one of {}", ALGORITHMS.join(", ")),
+                ),
+            );
+        } else if seen.contains(&a.as_str()) {
+            cx.error(
+                &at,
+                problem(format!("`{a}` is listed twice"), "list each algorithm once"),
+            );
+        }
+        seen.push(a);
+    }
+    let hs = seen.contains(&"HS256");
+    let asym: Vec<&str> = seen
+        .iter()
+        .copied()
+        .filter(|a| *a != "HS256" && ALGORITHMS.contains(a))
+        .collect();
+    for (key, v) in [
+        ("secret_env", &j.secret_env),
+        ("public_key_env", &j.public_key_env),
+        ("jwks_env", &j.jwks_env),
+    ] {
+        if let Some(v) = v {
+            cx.check(&at.key(key), values::env_name(v));
+        }
+    }
+    match (&j.secret_env, hs) {
+        (None, true) => cx.error(
+            &at.key("algorithms"),
+            problem(
+                "HS256 is allowed but no `secret_env` names its secret",
+                "add `secret_env: JWT_SECRET` (the variable holding the secret)",
+            ),
+        ),
+        (Some(_), false) => cx.error(
+            &at.key_name("secret_env"),
+            problem(
+                "`secret_env` is set but HS256 is not allowed",
+                "add HS256 to `algorithms`, or remove `secret_env`",
+            ),
+        ),
+        _ => {}
+    }
+    match (&j.public_key_env, &j.jwks_env, asym.is_empty()) {
+        (None, None, false) => cx.error(
+            &at.key("algorithms"),
+            problem(
+                format!("{} needs a public key but neither `public_key_env` nor `jwks_env` is set", asym.join(", ")),
+                "name the variable holding the PEM file path (`public_key_env`) or the JWKS file path (`jwks_env`)",
+            ),
+        ),
+        (Some(_), Some(_), _) => cx.error(
+            &at.key_name("jwks_env"),
+            problem("both `public_key_env` and `jwks_env` are set", "use one source of public keys"),
+        ),
+        (Some(_), None, true) | (None, Some(_), true) => cx.error(
+            &at.key("algorithms"),
+            problem("a public key is configured but no asymmetric algorithm is allowed", "add RS256, ES256 or EdDSA to `algorithms`, or remove the key"),
+        ),
+        (Some(_), None, false) if asym.len() > 1 => cx.error(
+            &at.key_name("public_key_env"),
+            problem(
+                format!("one PEM public key cannot verify {}", asym.join(" and ")),
+                "use a JWKS file (`jwks_env`) for several key types, or allow one algorithm",
+            ),
+        ),
+        _ => {}
+    }
+    let leeway_s = j
+        .leeway
+        .as_ref()
+        .and_then(|l| cx.check(&at.key("leeway"), seconds(l, 60)))
+        .unwrap_or(0);
+    if let Some(c) = &j.cookie {
+        let ok = !c.is_empty()
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch));
+        if !ok {
+            cx.error(
+                &at.key("cookie"),
+                problem(
+                    format!("`{c}` is not a cookie name"),
+                    "use letters, digits, `-`, `_` and `.`",
+                ),
+            );
+        }
+    }
+    let claim = |c: &Option<String>, default: &str| c.clone().unwrap_or_else(|| default.to_owned());
+    JwtIr {
+        algorithms: j.algorithms.clone(),
+        secret_env: j.secret_env.clone(),
+        public_key_env: j.public_key_env.clone(),
+        jwks_env: j.jwks_env.clone(),
+        issuer: j.issuer.clone(),
+        audience: j.audience.clone(),
+        leeway_s,
+        cookie: j.cookie.clone(),
+        subject_claim: claim(&j.claims.subject, "sub"),
+        roles_claim: claim(&j.claims.roles, "roles"),
+        tenant_claim: j.claims.tenant.clone(),
+        revocation_file: j.revocation_file.clone(),
+    }
+}
+
+/// `gateway.service_auth`: every caller has a secret variable; the window
+/// is short enough that replay protection stays meaningful.
+pub(super) fn check_service_auth(cx: &mut Ctx<'_>, s: &ServiceAuth) -> ServiceAuthIr {
+    let at = SpecPath::root().key("gateway").key("service_auth");
+    let window_s = s
+        .window
+        .as_ref()
+        .and_then(|w| cx.check(&at.key("window"), seconds(w, 300)))
+        .unwrap_or(60);
+    if window_s == 0 {
+        cx.error(
+            &at.key("window"),
+            problem("a zero window rejects every request", "use e.g. `60s`"),
+        );
+    }
+    for (name, env) in &s.callers {
+        cx.check(
+            &at.key("callers").key_name(name),
+            values::ident("caller", name),
+        );
+        cx.check(&at.key("callers").key(name), values::env_name(env));
+    }
+    if let Some(e) = &s.shared_secret_env {
+        cx.check(&at.key("shared_secret_env"), values::env_name(e));
+    }
+    let nonce_cache = s.nonce_cache.unwrap_or(100_000);
+    if !(1_000..=10_000_000).contains(&nonce_cache) {
+        cx.error(
+            &at.key("nonce_cache"),
+            problem(
+                format!("nonce cache size {nonce_cache} is out of range"),
+                "use between 1000 and 10000000 entries",
+            ),
+        );
+    }
+    ServiceAuthIr {
+        window_s,
+        callers: s
+            .callers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        shared_secret_env: s.shared_secret_env.clone(),
+        nonce_cache,
+    }
+}
+
+/// What a route's effective policy asks of callers, checked against the
+/// gateway's settings: roles need authentication, an HMAC route needs a
+/// configured secret for every caller it admits.
+pub(super) fn check_route_auth(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    p: &Policy,
+    jwt: Option<&JwtIr>,
+    sa: Option<&ServiceAuthIr>,
+) -> RouteAuthIr {
+    let mut out = RouteAuthIr {
+        jwt: p.auth == Some(AuthKind::Jwt),
+        roles: p.roles.clone().unwrap_or_default(),
+        ..RouteAuthIr::default()
+    };
+    if out.jwt && jwt.is_none() {
+        cx.error(
+            at,
+            problem(
+                "this route requires a JWT but `gateway.jwt` is not configured",
+                "add `gateway.jwt` (algorithms, secret or key), or use `auth: none`",
+            ),
+        );
+    }
+    if p.roles.is_some() && !out.jwt {
+        cx.error(
+            at,
+            problem(
+                "this route is role-gated without authentication: roles come from a verified JWT",
+                "add `auth: jwt` to the policy (or to the `default` policy)",
+            ),
+        );
+    }
+    if p.roles.as_ref().is_some_and(Vec::is_empty) {
+        cx.error(
+            at,
+            problem(
+                "the role list is empty, so no caller could pass",
+                "list at least one role, or remove `roles`",
+            ),
+        );
+    }
+    if let Some(s) = &p.service_auth {
+        let Some(sa) = sa else {
+            cx.error(
+                at,
+                problem("this route requires HMAC service auth but `gateway.service_auth` is not configured", "declare the callers and their secret variables under `gateway.service_auth.callers`"),
+            );
+            return out;
+        };
+        if s.callers.is_empty() {
+            cx.error(
+                at,
+                problem(
+                    "the route admits no calling service",
+                    "list the callers under `service_auth.callers`",
+                ),
+            );
+        }
+        let shared = s.shared_secret.unwrap_or(false);
+        // With the shared secret accepted, a caller needs no secret of its own.
+        for c in s.callers.iter().filter(|_| !shared) {
+            if !sa.callers.iter().any(|(n, _)| n == c) {
+                cx.error(
+                    at,
+                    problem(
+                        format!("the route admits `{c}`, but no secret is configured for it"),
+                        format!("add `{c}: <SECRET_ENV>` under `gateway.service_auth.callers`"),
+                    ),
+                );
+            }
+        }
+        let versions = s.versions.clone().unwrap_or_else(|| vec!["v2".into()]);
+        let (v1, v2) = (
+            versions.iter().any(|v| v == "v1"),
+            versions.iter().any(|v| v == "v2"),
+        );
+        if versions.is_empty() || versions.iter().any(|v| v != "v1" && v != "v2") {
+            cx.error(
+                at,
+                problem(
+                    format!(
+                        "signature versions {versions:?} are not a non-empty list of `v1`, `v2`"
+                    ),
+                    "write e.g. `versions: [v2]`",
+                ),
+            );
+        }
+        if shared && sa.shared_secret_env.is_none() {
+            cx.error(
+                at,
+                problem(
+                    "the route accepts the shared secret, but none is configured",
+                    "set `gateway.service_auth.shared_secret_env`",
+                ),
+            );
+        }
+        out.service = Some(RouteServiceIr {
+            callers: s.callers.clone(),
+            v1,
+            v2,
+            shared_secret: shared,
+        });
+    }
+    if let Some(e) = &p.service_token {
+        cx.check(at, values::env_name(e));
+        out.service_token_env = Some(e.clone());
+    }
+    out
+}
