@@ -1,9 +1,13 @@
-//! The gateway binary: `gateway` (serve) and `gateway routes`.
+//! The gateway binary: `gateway` (serve), `gateway routes`, and the
+//! developer helpers `gateway token` and `gateway sign`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use gateway::auth::hmac::{self, V2Input};
+use gateway::auth::jwt;
 use gateway::config::{listen_addr, StartupEnv, StartupError};
 use gateway::routes;
 use gateway::server::{self, Gateway};
@@ -24,30 +28,186 @@ enum Command {
     Serve,
     /// Print the compiled route table.
     Routes,
+    /// Mint a development JWT (HS256) from the configured secret.
+    Token {
+        /// Subject (the user id).
+        #[arg(long)]
+        sub: String,
+        /// Comma-separated roles.
+        #[arg(long, default_value = "")]
+        roles: String,
+        /// Tenant, when the spec names a tenant claim.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Lifetime: 90s, 15m, 1h ...
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+    /// Print HMAC service-auth headers for a request, one per line (for
+    /// `curl -H @file`).
+    Sign {
+        /// Calling service name (X-Service-Name).
+        #[arg(long)]
+        service: String,
+        /// Environment variable holding the service's secret.
+        #[arg(long)]
+        secret_env: String,
+        /// Tenant (X-Tenant-Id), covered by a v2 signature.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Sign with the older v1 scheme instead of v2.
+        #[arg(long)]
+        v1: bool,
+        /// File holding the request body.
+        #[arg(long)]
+        body: Option<std::path::PathBuf>,
+        /// Request method.
+        method: String,
+        /// Path and query exactly as they will be sent.
+        path: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 90s, 15m, 1h"))?;
+    let secs = match &s[digits.len()..] {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}` is not a duration like 90s, 15m, 1h")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
+    let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Routes => {
             print!("{}", routes::Spec::ROUTE_TABLE);
-            ExitCode::SUCCESS
+            Ok(())
         }
+        Command::Token {
+            sub,
+            roles,
+            tenant,
+            ttl,
+        } => token(&sub, &roles, tenant.as_deref(), ttl),
+        Command::Sign {
+            service,
+            secret_env,
+            tenant,
+            v1,
+            body,
+            method,
+            path,
+        } => sign(
+            &service,
+            &secret_env,
+            tenant.as_deref(),
+            v1,
+            body.as_deref(),
+            &method,
+            &path,
+        ),
         Command::Serve => {
             gateway::log::init();
-            match run() {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!(error = %e, "gateway cannot start");
-                    eprintln!("gateway: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            serve().inspect_err(|e| tracing::error!(error = %e, "gateway cannot start"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
         }
     }
 }
 
-fn run() -> Result<(), StartupError> {
+fn token(sub: &str, roles: &str, tenant: Option<&str>, ttl: Duration) -> Result<(), StartupError> {
+    let spec = jwt_spec().ok_or_else(|| StartupError::Config {
+        var: "gateway.jwt".into(),
+        why: "the compiled spec has no JWT settings".into(),
+    })?;
+    let roles: Vec<String> = roles
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(String::from)
+        .collect();
+    let token = jwt::mint(spec, &StartupEnv::from_process(), sub, &roles, tenant, ttl)?;
+    println!("{token}");
+    Ok(())
+}
+
+/// The compiled spec's JWT settings, if it has them.
+fn jwt_spec() -> Option<&'static jwt::JwtSpec> {
+    routes::JWT_SPEC
+}
+
+#[allow(clippy::too_many_arguments, reason = "one argument per CLI flag")]
+fn sign(
+    service: &str,
+    secret_env: &str,
+    tenant: Option<&str>,
+    v1: bool,
+    body: Option<&std::path::Path>,
+    method: &str,
+    path: &str,
+) -> Result<(), StartupError> {
+    let env = StartupEnv::from_process();
+    let secret = env
+        .get(secret_env)
+        .and_then(|v| gateway::auth::secrets(v).into_iter().next())
+        .ok_or_else(|| StartupError::MissingSecret {
+            var: secret_env.to_owned(),
+            what: format!("the HMAC secret of `{service}`"),
+        })?;
+    let body = match body {
+        Some(p) => std::fs::read(p).map_err(|e| StartupError::Config {
+            var: "--body".into(),
+            why: format!("cannot read `{}`: {e}", p.display()),
+        })?,
+        None => Vec::new(),
+    };
+    let method = method.to_ascii_uppercase();
+    let ts = hmac::now_unix().to_string();
+    println!("X-Service-Name: {service}");
+    println!("X-Internal-Timestamp: {ts}");
+    if v1 {
+        let path_only = path.split('?').next().unwrap_or(path);
+        println!(
+            "X-Internal-Service-Auth: {}",
+            hmac::sign_v1(&secret, &method, path_only, &ts)
+        );
+        return Ok(());
+    }
+    let nonce = hmac::fresh_nonce();
+    let digest = hmac::body_sha256(&body);
+    let input = V2Input {
+        method: &method,
+        path_and_query: path,
+        timestamp: &ts,
+        nonce: &nonce,
+        service,
+        tenant: tenant.unwrap_or(""),
+        body_sha256: &digest,
+    };
+    println!("X-Internal-Nonce: {nonce}");
+    if let Some(t) = tenant {
+        println!("X-Tenant-Id: {t}");
+    }
+    println!(
+        "X-Internal-Service-Auth: {}",
+        hmac::sign_v2(&secret, &input)
+    );
+    Ok(())
+}
+
+fn serve() -> Result<(), StartupError> {
     let env = StartupEnv::from_process();
     let gw = Arc::new(Gateway::<routes::Spec>::new(&env)?);
     let addr = listen_addr(routes::Spec::GATEWAY, &env)?;
@@ -64,10 +224,30 @@ fn run() -> Result<(), StartupError> {
         }
         let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!(name = routes::Spec::GATEWAY.name, listen = %bound, "gateway listening");
+        tokio::spawn(reload_on_sighup(gw.clone()));
         server::serve(gw, listener, shutdown_signal()).await;
         tracing::info!("gateway stopped");
         Ok(())
     })
+}
+
+/// SIGHUP re-reads revocation lists; a failed reload keeps the old state.
+async fn reload_on_sighup(gw: Arc<Gateway<routes::Spec>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match gw.reload() {
+                Ok(()) => tracing::info!("reloaded on SIGHUP"),
+                Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous state"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = gw;
 }
 
 /// SIGTERM or Ctrl-C.

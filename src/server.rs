@@ -89,6 +89,15 @@ impl<S: Spec> Gateway<S> {
         self
     }
 
+    /// Re-reads what may change without a restart (SIGHUP): revocation
+    /// lists today. On error the previous state stays in force.
+    ///
+    /// # Errors
+    /// What could not be re-read.
+    pub fn reload(&self) -> Result<(), StartupError> {
+        S::reload(&self.chains)
+    }
+
     /// The resolved upstreams, for the start-up log.
     pub fn proxy(&self) -> &Proxy {
         &self.proxy
@@ -158,8 +167,14 @@ impl<S: Spec> Gateway<S> {
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let client_version = parts.version;
         let path = parts.uri.path();
-        if path == "/health" && (parts.method == Method::GET || parts.method == Method::HEAD) {
-            return Ok(health());
+        if path == "/health" {
+            // The gateway's own path: never routed, whatever the method.
+            if parts.method == Method::GET || parts.method == Method::HEAD {
+                return Ok(health());
+            }
+            let allow =
+                crate::spec::Methods(crate::spec::Methods::GET | crate::spec::Methods::HEAD);
+            return Err(GatewayError::client(ErrorKind::MethodNotAllowed(allow)));
         }
         let m = self.router.lookup(path).map_err(|miss| match miss {
             Miss::BadPath(p) => GatewayError::client(ErrorKind::BadPath(p)),

@@ -159,6 +159,14 @@ pub async fn start<S: Spec>(env: &[(&str, String)]) -> Running {
 
 /// Like [`start`], with the access log going to `sink`.
 pub async fn start_with_log<S: Spec>(env: &[(&str, String)], sink: AccessSink) -> Running {
+    start_shared::<S>(env, sink).await.0
+}
+
+/// Like [`start_with_log`], also returning the gateway (to call `reload`).
+pub async fn start_shared<S: Spec>(
+    env: &[(&str, String)],
+    sink: AccessSink,
+) -> (Running, Arc<Gateway<S>>) {
     let env = StartupEnv::from_pairs(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let gw = Arc::new(
         Gateway::<S>::new(&env)
@@ -168,14 +176,15 @@ pub async fn start_with_log<S: Spec>(env: &[(&str, String)], sink: AccessSink) -
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let done = tokio::spawn(serve(gw, listener, async {
+    let done = tokio::spawn(serve(gw.clone(), listener, async {
         let _ = rx.await;
     }));
-    Running {
+    let running = Running {
         addr,
         stop: Some(tx),
         done,
-    }
+    };
+    (running, gw)
 }
 
 /// A response with its body read.

@@ -18,7 +18,17 @@ fn opt_str(v: &Option<String>) -> TokenStream {
 pub fn consts(c: &Checked) -> TokenStream {
     let jwt = c.gateway.jwt.as_ref().map(jwt_const);
     let sa = c.gateway.service_auth.as_ref().map(service_auth_const);
-    quote! { #jwt #sa }
+    let jwt_spec = if c.gateway.jwt.is_some() {
+        quote!(Some(&JWT))
+    } else {
+        quote!(None)
+    };
+    quote! {
+        #jwt
+        #sa
+        /// The JWT settings, if any (for tools such as `gateway token`).
+        pub const JWT_SPEC: Option<&rt::JwtSpec> = #jwt_spec;
+    }
 }
 
 fn jwt_const(j: &JwtIr) -> TokenStream {
