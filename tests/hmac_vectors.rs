@@ -1,0 +1,318 @@
+//! The HMAC test vectors of `tests/vectors/hmac.json` (computed with
+//! Python's hmac/hashlib, independently of the gateway) against the
+//! gateway's canonical strings, signatures, body hashes and verifier.
+
+use std::collections::BTreeSet;
+
+use gateway::auth::hmac::{
+    body_sha256, canonical_v1, canonical_v2, sign_v1, sign_v2, Admits, HmacVerifier,
+    HmacVersions, ServiceAuthSpec, Signed, V2Input,
+};
+use gateway::auth::SigningHeaders;
+use gateway::config::StartupEnv;
+use hmac::{Hmac, KeyInit, Mac};
+use http::HeaderValue;
+use serde_json::Value;
+use sha2::Digest;
+
+/// One vector: every field as a string (`""` when the vector has none).
+#[derive(Debug)]
+struct Vector {
+    version: String,
+    note: String,
+    secret: String,
+    method: String,
+    path: String,
+    path_and_query: String,
+    timestamp: String,
+    nonce: String,
+    service: String,
+    tenant: String,
+    body: String,
+    body_sha256: String,
+    canonical: String,
+    header: String,
+}
+
+fn vectors() -> Vec<Vector> {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/hmac.json");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+    let json: Value = serde_json::from_str(&text).unwrap();
+    let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let all: Vec<Vector> = json["vectors"]
+        .as_array()
+        .expect("a `vectors` array")
+        .iter()
+        .map(|v| Vector {
+            version: field(v, "version"),
+            note: field(v, "note"),
+            secret: field(v, "secret"),
+            method: field(v, "method"),
+            path: field(v, "path"),
+            path_and_query: field(v, "path_and_query"),
+            timestamp: field(v, "timestamp"),
+            nonce: field(v, "nonce"),
+            service: field(v, "service"),
+            tenant: field(v, "tenant"),
+            body: field(v, "body"),
+            body_sha256: field(v, "body_sha256"),
+            canonical: field(v, "canonical"),
+            header: field(v, "header"),
+        })
+        .collect();
+    assert!(
+        all.iter().filter(|v| v.version == "v1").count() >= 3
+            && all.iter().filter(|v| v.version == "v2").count() >= 4,
+        "the vector file lost vectors"
+    );
+    for v in &all {
+        assert!(v.version == "v1" || v.version == "v2", "{v:?}");
+        assert!(!v.secret.is_empty() && !v.canonical.is_empty() && !v.header.is_empty());
+    }
+    all
+}
+
+fn input(v: &Vector) -> V2Input<'_> {
+    V2Input {
+        method: &v.method,
+        path_and_query: &v.path_and_query,
+        timestamp: &v.timestamp,
+        nonce: &v.nonce,
+        service: &v.service,
+        tenant: &v.tenant,
+        body_sha256: &v.body_sha256,
+    }
+}
+
+/// The test's own HMAC (not the gateway's), to check the vectors themselves.
+fn independent_hex(secret: &str, canonical: &str) -> String {
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(canonical.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+#[test]
+fn the_vectors_agree_with_an_independent_implementation() {
+    for v in vectors() {
+        let expected = independent_hex(&v.secret, &v.canonical);
+        match v.version.as_str() {
+            "v1" => {
+                assert_eq!(v.header, expected, "{}", v.note);
+                assert_eq!(
+                    v.canonical,
+                    [v.method.as_str(), &v.path, &v.timestamp].join("\n"),
+                    "{}",
+                    v.note
+                );
+            }
+            _ => {
+                assert_eq!(v.header, format!("v2={expected}"), "{}", v.note);
+                assert_eq!(
+                    v.body_sha256,
+                    hex::encode(sha2::Sha256::digest(v.body.as_bytes())),
+                    "{}",
+                    v.note
+                );
+                let lines = [
+                    "v2",
+                    &v.method,
+                    &v.path_and_query,
+                    &v.timestamp,
+                    &v.nonce,
+                    &v.service,
+                    &v.tenant,
+                    &v.body_sha256,
+                ];
+                assert_eq!(v.canonical, lines.join("\n"), "{}", v.note);
+            }
+        }
+    }
+}
+
+#[test]
+fn canonical_strings_match_the_vectors() {
+    for v in vectors() {
+        let got = match v.version.as_str() {
+            "v1" => canonical_v1(&v.method, &v.path, &v.timestamp),
+            _ => canonical_v2(&input(&v)),
+        };
+        assert_eq!(got, v.canonical, "{} ({})", v.note, v.version);
+    }
+}
+
+#[test]
+fn signatures_match_the_vectors() {
+    for v in vectors() {
+        let got = match v.version.as_str() {
+            "v1" => sign_v1(v.secret.as_bytes(), &v.method, &v.path, &v.timestamp),
+            _ => sign_v2(v.secret.as_bytes(), &input(&v)),
+        };
+        assert_eq!(got, v.header, "{} ({})", v.note, v.version);
+    }
+}
+
+#[test]
+fn body_hashes_match_the_vectors() {
+    let mut seen = 0;
+    for v in vectors().iter().filter(|v| v.version == "v2") {
+        assert_eq!(body_sha256(v.body.as_bytes()), v.body_sha256, "{}", v.note);
+        seen += 1;
+    }
+    assert!(seen > 0);
+    // The empty body hashes to SHA-256 of the empty string.
+    assert_eq!(
+        body_sha256(b""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+}
+
+fn header(s: &str) -> Option<HeaderValue> {
+    (!s.is_empty()).then(|| HeaderValue::from_str(s).unwrap())
+}
+
+fn signing_headers(v: &Vector) -> SigningHeaders {
+    SigningHeaders {
+        signature: header(&v.header),
+        service: header(if v.service.is_empty() {
+            "billing"
+        } else {
+            &v.service
+        }),
+        timestamp: header(&v.timestamp),
+        nonce: header(&v.nonce),
+        tenant: header(&v.tenant),
+    }
+}
+
+/// A verifier whose only caller is `service`, with `secret` in its variable.
+fn verifier_for(service: &'static str, secret: &str) -> HmacVerifier {
+    let callers: &'static [(&'static str, &'static str)] =
+        Box::leak(vec![(service, "VECTOR_CALLER_SECRET")].into_boxed_slice());
+    let spec = ServiceAuthSpec {
+        window: std::time::Duration::from_secs(60),
+        callers,
+        shared_secret_env: None,
+        nonce_cache: 1000,
+    };
+    let env = StartupEnv::from_pairs([("VECTOR_CALLER_SECRET", secret)]);
+    HmacVerifier::new(&spec, &env).expect("verifier")
+}
+
+fn signed<'a>(v: &'a Vector, now: u64) -> Signed<'a> {
+    let path_and_query = if v.version == "v1" {
+        v.path.as_str()
+    } else {
+        v.path_and_query.as_str()
+    };
+    Signed {
+        method: &v.method,
+        path: path_and_query.split('?').next().unwrap(),
+        path_and_query,
+        body_sha256: Some(&v.body_sha256).filter(|s| !s.is_empty()).map(|s| s.as_str()),
+        now,
+    }
+}
+
+#[test]
+fn the_verifier_accepts_every_v2_vector_at_its_timestamp() {
+    let mut checked = BTreeSet::new();
+    for v in vectors().iter().filter(|v| v.version == "v2") {
+        let service: &'static str = Box::leak(v.service.clone().into_boxed_str());
+        let verifier = verifier_for(service, &v.secret);
+        let now: u64 = v.timestamp.parse().unwrap();
+        let admits = Admits {
+            callers: &[service],
+            versions: HmacVersions::V2,
+            shared_secret: false,
+        };
+        let got = verifier
+            .verify(&signing_headers(v), &signed(v, now), &admits)
+            .unwrap_or_else(|e| panic!("{}: refused: {e:?}", v.note));
+        assert_eq!(got.service, v.service, "{}", v.note);
+        assert_eq!(
+            got.tenant.as_deref(),
+            Some(v.tenant.as_str()).filter(|t| !t.is_empty()),
+            "{}",
+            v.note
+        );
+        // A second verification of the same vector is a replay.
+        let again = verifier.verify(&signing_headers(v), &signed(v, now), &admits);
+        assert_eq!(again.unwrap_err().0, "replayed_nonce", "{}", v.note);
+        checked.insert(v.note.clone());
+    }
+    assert!(checked.len() >= 4);
+}
+
+#[test]
+fn the_verifier_applies_the_window_to_the_vectors() {
+    for v in vectors().iter().filter(|v| v.version == "v2") {
+        let service: &'static str = Box::leak(v.service.clone().into_boxed_str());
+        let ts: u64 = v.timestamp.parse().unwrap();
+        let admits = Admits {
+            callers: &[service],
+            versions: HmacVersions::V2,
+            shared_secret: false,
+        };
+        let mut times = vec![ts + 60, ts + 61];
+        if ts >= 61 {
+            times.extend([ts - 60, ts - 61]);
+        }
+        for now in times {
+            // A fresh verifier each time: otherwise the nonce is a replay.
+            let verifier = verifier_for(service, &v.secret);
+            let got = verifier.verify(&signing_headers(v), &signed(v, now), &admits);
+            if now.abs_diff(ts) <= 60 {
+                assert!(got.is_ok(), "{} at {now}: {got:?}", v.note);
+            } else {
+                assert_eq!(got.unwrap_err().0, "stale_timestamp", "{} at {now}", v.note);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_verifier_accepts_every_v1_vector_at_its_timestamp() {
+    for v in vectors().iter().filter(|v| v.version == "v1") {
+        let verifier = verifier_for("billing", &v.secret);
+        let now: u64 = v.timestamp.parse().unwrap();
+        let v1_only = Admits {
+            callers: &["billing"],
+            versions: HmacVersions::V1,
+            shared_secret: false,
+        };
+        let got = verifier
+            .verify(&signing_headers(v), &signed(v, now), &v1_only)
+            .unwrap_or_else(|e| panic!("{}: refused: {e:?}", v.note));
+        assert_eq!(got.service, "billing");
+        assert_eq!(got.tenant, None);
+        let v2_only = Admits {
+            versions: HmacVersions::V2,
+            ..v1_only
+        };
+        let got = verifier.verify(&signing_headers(v), &signed(v, now), &v2_only);
+        assert_eq!(got.unwrap_err().0, "version_not_allowed", "{}", v.note);
+    }
+}
+
+#[test]
+fn a_vector_with_another_secret_or_a_changed_field_is_refused() {
+    for v in vectors().iter().filter(|v| v.version == "v2") {
+        let service: &'static str = Box::leak(v.service.clone().into_boxed_str());
+        let now: u64 = v.timestamp.parse().unwrap();
+        let admits = Admits {
+            callers: &[service],
+            versions: HmacVersions::V2,
+            shared_secret: false,
+        };
+        let verifier = verifier_for(service, &format!("{}-other", v.secret));
+        let got = verifier.verify(&signing_headers(v), &signed(v, now), &admits);
+        assert_eq!(got.unwrap_err().0, "bad_signature", "{}", v.note);
+
+        let verifier = verifier_for(service, &v.secret);
+        let other_body = hex::encode(sha2::Sha256::digest(format!("{}!", v.body)));
+        let mut req = signed(v, now);
+        req.body_sha256 = Some(&other_body);
+        let got = verifier.verify(&signing_headers(v), &req, &admits);
+        assert_eq!(got.unwrap_err().0, "bad_signature", "{}", v.note);
+    }
+}
