@@ -65,6 +65,13 @@ pub struct User {
 
 /// One policy step of a route's chain.
 pub trait Step: Send + Sync + 'static {
+    /// Runs on the request head only, before a body the route needs is
+    /// read, so that a request which cannot pass is refused without the
+    /// gateway buffering its body. Most steps have nothing to do here.
+    fn before_body(&self, _ctx: &mut RequestCtx, _req: &RequestParts) -> Flow {
+        Flow::Continue
+    }
+
     /// Runs before the request is proxied.
     fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow;
 }
@@ -78,6 +85,16 @@ impl Step for () {
 macro_rules! tuple_step {
     ($($name:ident $idx:tt),+) => {
         impl<$($name: Step),+> Step for ($($name,)+) {
+            #[inline]
+            fn before_body(&self, ctx: &mut RequestCtx, req: &RequestParts) -> Flow {
+                $(
+                    if let Flow::Respond(e) = self.$idx.before_body(ctx, req) {
+                        return Flow::Respond(e);
+                    }
+                )+
+                Flow::Continue
+            }
+
             #[inline]
             fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow {
                 $(

@@ -176,7 +176,9 @@ pub fn set_upstream(
         if let Ok(v) = HeaderValue::from_str(&user.id) {
             h.insert("x-user-id", v);
         }
-        if let Ok(v) = HeaderValue::from_str(&user.roles.join(",")) {
+        // No roles is said by the header's absence, not by an empty value.
+        let roles = (!user.roles.is_empty()).then(|| user.roles.join(","));
+        if let Some(v) = roles.and_then(|r| HeaderValue::from_str(&r).ok()) {
             h.insert("x-user-roles", v);
         }
     }

@@ -192,6 +192,10 @@ impl<S: Spec> Gateway<S> {
         drop(m);
         let body = match spec.buffer_body {
             Some(limit) => {
+                // Refuse what cannot pass before buffering anything.
+                if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, &parts) {
+                    return Err(e);
+                }
                 let bytes = read_body(&parts, body, limit).await?;
                 ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
                 Either::Right(Full::new(bytes))

@@ -172,6 +172,14 @@ pub trait Spec: Send + Sync + 'static {
     /// A file that cannot be read; the previous state stays in force.
     fn reload(chains: &Self::Chains) -> Result<(), StartupError>;
 
+    /// Runs the head-only phase of `route`'s chain (before a body is read).
+    fn before_body(
+        chains: &Self::Chains,
+        route: Self::Route,
+        ctx: &mut RequestCtx,
+        req: &RequestParts,
+    ) -> Flow;
+
     /// Runs the request phase of `route`'s chain.
     fn on_request(
         chains: &Self::Chains,

@@ -66,7 +66,11 @@ fn nonce() -> String {
         .unwrap()
         .as_nanos();
     // The counter first, so that any 16-character prefix is still unique.
-    format!("n{:06}_{:x}", N.fetch_add(1, Ordering::Relaxed) % 1_000_000, t)
+    format!(
+        "n{:06}_{:x}",
+        N.fetch_add(1, Ordering::Relaxed) % 1_000_000,
+        t
+    )
 }
 
 /// Everything a v2 signature covers, plus the secret it is made with.
@@ -368,7 +372,11 @@ impl Harness {
             String::from_utf8_lossy(&got.body)
         );
         let id = check_error_body(what, got);
-        assert_eq!(self.hits(), hits_before, "{what}: the upstream was contacted");
+        assert_eq!(
+            self.hits(),
+            hits_before,
+            "{what}: the upstream was contacted"
+        );
         let events = self.events_of(&id);
         assert_eq!(events.len(), 1, "{what}: one security event: {events:?}");
         let e = &events[0];
@@ -444,7 +452,10 @@ async fn v2_get_reaches_the_rewritten_path_with_the_verified_identity_only() {
     assert_eq!(up["x-caller-service"], "billing");
     assert_eq!(up["x-tenant-id"], "acme");
     for name in SIGNING_HEADERS {
-        assert!(!up.contains_key(name), "{name} reached the upstream: {up:?}");
+        assert!(
+            !up.contains_key(name),
+            "{name} reached the upstream: {up:?}"
+        );
     }
     // One id per request, the same on both sides.
     assert_eq!(up["x-request-id"], got.header("x-request-id").unwrap());
@@ -496,7 +507,10 @@ async fn v2_without_a_tenant_forwards_no_tenant_and_other_methods_verify() {
     // Nonce length boundaries: 16 and 128 characters are valid.
     for n in [16, 128] {
         let mut r = V2::new("GET", "/internal/v2/n", "");
-        r.nonce = format!("{}{}", nonce(), "A".repeat(128)).chars().take(n).collect();
+        r.nonce = format!("{}{}", nonce(), "A".repeat(128))
+            .chars()
+            .take(n)
+            .collect();
         assert_eq!(r.nonce.len(), n);
         assert_eq!(h.send_v2(&r).await.status, 200, "nonce of {n}");
     }
@@ -647,7 +661,10 @@ async fn unknown_and_unadmitted_services_are_403() {
         )
         .await;
     let e = &h.events_of(got.header("x-request-id").unwrap())[0];
-    assert_eq!(e["caller"], "reporting", "the claimed caller is logged: {e}");
+    assert_eq!(
+        e["caller"], "reporting",
+        "the claimed caller is logged: {e}"
+    );
     assert_eq!(e["path"], "/internal/v2/invoices");
     h.finish().await;
 }
@@ -674,7 +691,13 @@ async fn timestamps_outside_the_window_are_stale() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tampering_with_any_signed_field_is_a_bad_signature() {
     let h = Harness::start(&[]).await;
-    let base = || V2::new("POST", "/internal/v2/invoices/1?draft=true", r#"{"amount":42}"#);
+    let base = || {
+        V2::new(
+            "POST",
+            "/internal/v2/invoices/1?draft=true",
+            r#"{"amount":42}"#,
+        )
+    };
     let mut cases: Vec<(&str, V2, V2)> = Vec::new();
     let tamper = |f: &dyn Fn(&mut V2)| {
         let signed = base();
@@ -773,7 +796,12 @@ async fn a_nonce_is_accepted_once() {
     other.nonce = r.nonce.clone();
     let before = h.hits();
     let got = h.send_v2(&other).await;
-    h.check_rejected("nonce reused by a new request", &got, before, "replayed_nonce");
+    h.check_rejected(
+        "nonce reused by a new request",
+        &got,
+        before,
+        "replayed_nonce",
+    );
     // A forged request does not burn a nonce: it is remembered only once a
     // signature verified.
     let victim = V2::new("GET", "/internal/v2/victim", "");
@@ -791,7 +819,12 @@ async fn a_nonce_is_accepted_once() {
     elsewhere.nonce = victim.nonce.clone();
     let before = h.hits();
     let got = h.send_v2(&elsewhere).await;
-    h.check_rejected("nonce reused on another route", &got, before, "replayed_nonce");
+    h.check_rejected(
+        "nonce reused on another route",
+        &got,
+        before,
+        "replayed_nonce",
+    );
     h.finish().await;
 }
 
@@ -832,10 +865,15 @@ async fn v1_identifies_the_caller_but_never_forwards_a_tenant() {
     for (service, secret) in [("billing", BILLING), ("reporting", REPORTING)] {
         let mut hs = v1_headers(secret, service, "GET", "/internal/v1/reports/9");
         hs.push(("x-tenant-id".into(), "acme".into()));
-        let got = h.send("GET", "/internal/v1/reports/9?month=5", &hs, "").await;
+        let got = h
+            .send("GET", "/internal/v1/reports/9?month=5", &hs, "")
+            .await;
         assert_eq!(got.status, 200, "{service}: {:?}", got.body);
         let echo = got.json();
-        assert_eq!(echo["uri"], "/v1/reports/9?month=5", "the query is not signed in v1");
+        assert_eq!(
+            echo["uri"], "/v1/reports/9?month=5",
+            "the query is not signed in v1"
+        );
         let up = upstream_headers(&got);
         assert_eq!(up["x-caller-service"], service);
         assert!(
@@ -851,12 +889,16 @@ async fn v1_identifies_the_caller_but_never_forwards_a_tenant() {
     }
     // The path is signed as sent, percent-encoding included.
     let hs = v1_headers(BILLING, "billing", "GET", "/internal/v1/r%20eports");
-    let got = h.send("GET", "/internal/v1/r%20eports?q=%2F", &hs, "").await;
+    let got = h
+        .send("GET", "/internal/v1/r%20eports?q=%2F", &hs, "")
+        .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["uri"], "/v1/r%20eports?q=%2F");
     // A v1 POST: the body is not covered, the method and path are.
     let hs = v1_headers(BILLING, "billing", "POST", "/internal/v1/reports");
-    let got = h.send("POST", "/internal/v1/reports", &hs, "{\"a\":1}").await;
+    let got = h
+        .send("POST", "/internal/v1/reports", &hs, "{\"a\":1}")
+        .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["body"], "{\"a\":1}");
     h.rejected(
@@ -1121,8 +1163,7 @@ fn startup_env(mode: &str, gateway_env: &str) -> StartupEnv {
 #[test]
 fn disabled_mode_is_refused_in_production() {
     let err = Gateway::<identity::Spec>::new(&startup_env("disabled", "production"))
-        .err()
-        .expect("disabled is refused in production");
+        .expect_err("disabled is refused in production");
     let msg = err.to_string();
     assert!(msg.contains("INTERNAL_AUTH_MODE"), "{msg}");
     // Elsewhere it starts (logged loudly), and production accepts the other modes.
@@ -1131,8 +1172,7 @@ fn disabled_mode_is_refused_in_production() {
     assert!(Gateway::<identity::Spec>::new(&startup_env("audit", "production")).is_ok());
     // An unknown mode is not silently "enforce" or "disabled".
     let err = Gateway::<identity::Spec>::new(&startup_env("off", "staging"))
-        .err()
-        .expect("unknown mode refused");
+        .expect_err("unknown mode refused");
     assert!(err.to_string().contains("INTERNAL_AUTH_MODE"), "{err}");
 }
 
@@ -1218,6 +1258,21 @@ async fn a_body_over_one_mib_on_a_v2_route_is_413_before_the_upstream() {
     h.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_request_is_refused_before_its_body_is_read() {
+    // Authentication runs before the body limit (contract §2): a v2 route
+    // checks everything the head shows before buffering any body.
+    let h = Harness::start(&[]).await;
+    let head = "POST /internal/v2/upload HTTP/1.1\r\nhost: gw\r\ncontent-length: 2097152\r\n\r\n";
+    let (status, text) = raw_response(h.gw.addr, head).await;
+    assert_eq!(status, 403, "{text}");
+    let claimed = "POST /internal/v2/upload HTTP/1.1\r\nhost: gw\r\ncontent-length: 2097152\r\nx-service-name: intruder\r\nx-internal-service-auth: v2=0000000000000000000000000000000000000000000000000000000000000000\r\nx-internal-timestamp: 1\r\n\r\n";
+    let (status, text) = raw_response(h.gw.addr, claimed).await;
+    assert_eq!(status, 403, "{text}");
+    assert_eq!(h.hits(), 0);
+    h.finish().await;
+}
+
 // ---------------------------------------------------------------------------
 // The shared service token.
 
@@ -1249,7 +1304,10 @@ async fn the_service_token_is_checked_and_forwarded_only_when_the_route_says_so(
         ),
         (
             "token prefix",
-            vec![("x-service-token".to_owned(), TOKEN[..TOKEN.len() - 1].into())],
+            vec![(
+                "x-service-token".to_owned(),
+                TOKEN[..TOKEN.len() - 1].into(),
+            )],
         ),
         ("missing token", vec![]),
     ] {
@@ -1270,7 +1328,9 @@ async fn the_service_token_is_checked_and_forwarded_only_when_the_route_says_so(
     }
 
     // Where the route forwards it, it reaches the upstream.
-    let got = h.send("GET", "/internal/token-forwarded/a", &token, "").await;
+    let got = h
+        .send("GET", "/internal/token-forwarded/a", &token, "")
+        .await;
     assert_eq!(got.status, 200);
     assert_eq!(got.json()["uri"], "/token-forwarded/a");
     assert_eq!(upstream_headers(&got)["x-service-token"], TOKEN);

@@ -112,8 +112,10 @@ impl Req {
 }
 
 fn method() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-        .prop_map(str::to_owned)
+    prop::sample::select(vec![
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+    ])
+    .prop_map(str::to_owned)
 }
 
 fn path() -> impl Strategy<Value = String> {
@@ -392,7 +394,10 @@ fn a_replay_is_refused_for_as_long_as_its_timestamp_is_inside_the_window() {
         };
         let v = verifier("replay-secret");
         let sig = r.sign_v2("replay-secret");
-        assert!(r.verify(&v, &sig, t0, HmacVersions::V2).is_ok(), "skew {skew}");
+        assert!(
+            r.verify(&v, &sig, t0, HmacVersions::V2).is_ok(),
+            "skew {skew}"
+        );
         let last = r.timestamp + WINDOW;
         for now in t0..=last {
             if let Ok(ok) = r.verify(&v, &sig, now, HmacVersions::V2) {

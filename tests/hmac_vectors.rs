@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use gateway::auth::hmac::{
-    body_sha256, canonical_v1, canonical_v2, sign_v1, sign_v2, Admits, HmacVerifier,
-    HmacVersions, ServiceAuthSpec, Signed, V2Input,
+    body_sha256, canonical_v1, canonical_v2, sign_v1, sign_v2, Admits, HmacVerifier, HmacVersions,
+    ServiceAuthSpec, Signed, V2Input,
 };
 use gateway::auth::SigningHeaders;
 use gateway::config::StartupEnv;
@@ -208,7 +208,9 @@ fn signed<'a>(v: &'a Vector, now: u64) -> Signed<'a> {
         method: &v.method,
         path: path_and_query.split('?').next().unwrap(),
         path_and_query,
-        body_sha256: Some(&v.body_sha256).filter(|s| !s.is_empty()).map(|s| s.as_str()),
+        body_sha256: Some(&v.body_sha256)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_str()),
         now,
     }
 }

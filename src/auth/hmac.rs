@@ -149,6 +149,19 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// The version and raw bytes of a signature header: `v2=<64 hex>` or a
+/// bare 64-hex v1 signature.
+fn parse_signature(sig: &str) -> Result<(u8, Vec<u8>), &'static str> {
+    let (version, hex_sig) = match sig.strip_prefix("v2=") {
+        Some(rest) => (2, rest),
+        None => (1, sig),
+    };
+    match hex::decode(hex_sig) {
+        Ok(bytes) if bytes.len() == 32 => Ok((version, bytes)),
+        _ => Err("malformed_signature"),
+    }
+}
+
 fn text(v: &Option<http::HeaderValue>) -> Option<&str> {
     v.as_ref().and_then(|v| v.to_str().ok())
 }
@@ -285,7 +298,9 @@ impl HmacVerifier {
             secrets: map,
             shared,
             window_s,
-            nonces: NonceCache::new(spec.nonce_cache, window_s * 2),
+            // A request stamped `window` ahead stays acceptable until `2 *
+            // window` after it first arrived, that last second included.
+            nonces: NonceCache::new(spec.nonce_cache, window_s * 2 + 1),
             mode,
         })
     }
@@ -303,6 +318,48 @@ impl HmacVerifier {
         self.mode
     }
 
+    /// The checks that need no body: caller, admission, signature shape,
+    /// timestamp. Run before a v2 route reads the body, so strangers cannot
+    /// make the gateway buffer anything.
+    ///
+    /// # Errors
+    /// The failure reason and the claimed caller, if any.
+    pub fn precheck(
+        &self,
+        h: &SigningHeaders,
+        now: u64,
+        admits: &Admits<'_>,
+    ) -> Result<(), (&'static str, Option<String>)> {
+        let Some(service) = text(&h.service).filter(|s| !s.is_empty()) else {
+            return Err(("missing_service_name", None));
+        };
+        let fail = |reason| Err((reason, Some(service.to_owned())));
+        let Some(sig) = text(&h.signature) else {
+            return fail("missing_signature");
+        };
+        let version = match parse_signature(sig) {
+            Ok((v, _)) => v,
+            Err(reason) => return fail(reason),
+        };
+        if !admits.versions.accepts(version) {
+            return fail("version_not_allowed");
+        }
+        let allowed = admits.callers.contains(&service);
+        let known = self.secrets.contains_key(service) || (admits.shared_secret && allowed);
+        if !known {
+            return fail("unknown_service");
+        }
+        if !allowed {
+            return fail("service_not_allowed");
+        }
+        match text(&h.timestamp).map(str::parse::<u64>) {
+            None => fail("missing_timestamp"),
+            Some(Err(_)) => fail("malformed_timestamp"),
+            Some(Ok(ts)) if now.abs_diff(ts) > self.window_s => fail("stale_timestamp"),
+            Some(Ok(_)) => Ok(()),
+        }
+    }
+
     /// Verifies the signing headers of a request.
     ///
     /// # Errors
@@ -313,43 +370,17 @@ impl HmacVerifier {
         req: &Signed<'_>,
         admits: &Admits<'_>,
     ) -> Result<Verified, (&'static str, Option<String>)> {
-        let Some(service) = text(&h.service).filter(|s| !s.is_empty()) else {
-            return Err(("missing_service_name", None));
-        };
+        // Caller, admission, signature shape and timestamp first.
+        self.precheck(h, req.now, admits)?;
+        let service = text(&h.service).unwrap_or_default();
         let fail = |reason| Err((reason, Some(service.to_owned())));
-        let Some(sig) = text(&h.signature) else {
-            return fail("missing_signature");
+        let sig = text(&h.signature).unwrap_or_default();
+        let ts = text(&h.timestamp).unwrap_or_default();
+        let (version, sig_bytes) = match parse_signature(sig) {
+            Ok(parsed) => parsed,
+            Err(reason) => return fail(reason),
         };
-        let (version, hex_sig) = match sig.strip_prefix("v2=") {
-            Some(rest) => (2, rest),
-            None => (1, sig),
-        };
-        let Ok(sig_bytes) = hex::decode(hex_sig) else {
-            return fail("malformed_signature");
-        };
-        if sig_bytes.len() != 32 {
-            return fail("malformed_signature");
-        }
-        if !admits.versions.accepts(version) {
-            return fail("version_not_allowed");
-        }
         let own = self.secrets.get(service);
-        let allowed = admits.callers.contains(&service);
-        if own.is_none() && !(admits.shared_secret && allowed) {
-            return fail("unknown_service");
-        }
-        if !allowed {
-            return fail("service_not_allowed");
-        }
-        let Some(ts) = text(&h.timestamp) else {
-            return fail("missing_timestamp");
-        };
-        let Ok(ts_n) = ts.parse::<u64>() else {
-            return fail("malformed_timestamp");
-        };
-        if req.now.abs_diff(ts_n) > self.window_s {
-            return fail("stale_timestamp");
-        }
         let tenant = text(&h.tenant).unwrap_or("");
         let canonical = if version == 1 {
             canonical_v1(req.method, req.path, ts)
@@ -438,7 +469,52 @@ impl HmacAuth {
     }
 }
 
+impl HmacAuth {
+    fn admits(&self) -> Admits<'static> {
+        Admits {
+            callers: self.callers,
+            versions: self.versions,
+            shared_secret: self.shared_secret,
+        }
+    }
+
+    /// Records a failure: rejected (403, or 503 when the replay cache is
+    /// full) when enforcing, logged and let through without identity when
+    /// auditing.
+    fn fail(&self, ctx: &mut RequestCtx, reason: &'static str, caller: Option<String>) -> Flow {
+        if self.verifier.mode == Mode::Audit {
+            ctx.auth_failure = Some(AuthFailure {
+                reason,
+                caller,
+                mode: "audit",
+            });
+            return Flow::Continue;
+        }
+        ctx.auth_failure = Some(AuthFailure::enforced(reason, caller));
+        let kind = if reason == "nonce_cache_full" {
+            ErrorKind::ServiceUnavailable
+        } else {
+            ErrorKind::Forbidden("Service authentication failed")
+        };
+        Flow::Respond(GatewayError::client(kind))
+    }
+}
+
 impl Step for HmacAuth {
+    fn before_body(&self, ctx: &mut RequestCtx, _: &RequestParts) -> Flow {
+        if self.verifier.mode != Mode::Enforce {
+            // Audit mode forwards anyway and logs once, after the full check.
+            return Flow::Continue;
+        }
+        match self
+            .verifier
+            .precheck(&ctx.signing, now_unix(), &self.admits())
+        {
+            Ok(()) => Flow::Continue,
+            Err((reason, caller)) => self.fail(ctx, reason, caller),
+        }
+    }
+
     fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow {
         let h = &ctx.signing;
         if self.verifier.mode == Mode::Disabled {
@@ -459,34 +535,13 @@ impl Step for HmacAuth {
             body_sha256: ctx.body_sha256.as_deref(),
             now: now_unix(),
         };
-        let admits = Admits {
-            callers: self.callers,
-            versions: self.versions,
-            shared_secret: self.shared_secret,
-        };
-        match self.verifier.verify(h, &signed, &admits) {
+        match self.verifier.verify(h, &signed, &self.admits()) {
             Ok(v) => {
                 ctx.caller = Some(v.service);
                 ctx.tenant = v.tenant;
                 Flow::Continue
             }
-            Err((reason, caller)) if self.verifier.mode == Mode::Audit => {
-                ctx.auth_failure = Some(AuthFailure {
-                    reason,
-                    caller,
-                    mode: "audit",
-                });
-                Flow::Continue
-            }
-            Err((reason, caller)) => {
-                ctx.auth_failure = Some(AuthFailure::enforced(reason, caller));
-                let kind = if reason == "nonce_cache_full" {
-                    ErrorKind::ServiceUnavailable
-                } else {
-                    ErrorKind::Forbidden("Service authentication failed")
-                };
-                Flow::Respond(GatewayError::client(kind))
-            }
+            Err((reason, caller)) => self.fail(ctx, reason, caller),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The v2 replay cache: which nonces each service used recently.
 //!
-//! A nonce is remembered for twice the signature window after it is first
-//! seen: a replay must carry the same (signed) timestamp, which stops being
-//! acceptable at most one window after the original was. Entries are
+//! A nonce is remembered for twice the signature window, plus a second,
+//! after it is first seen: a replay must carry the same (signed) timestamp,
+//! which may be up to one window ahead of the clock when first accepted and
+//! stays acceptable until one window after it, inclusive. Entries are
 //! 128-bit keyed hashes of (service, nonce), so memory per entry is fixed;
 //! the total is capped, and when the cap is reached after expiring old
 //! entries the cache refuses new nonces (fail closed) rather than forget

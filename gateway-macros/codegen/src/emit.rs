@@ -300,10 +300,9 @@ fn chains(c: &Checked) -> TokenStream {
         quote!(#f: (#(#ctors,)*))
     });
     let shared = auth::shared_verifiers(c);
-    let uses_env = c
-        .routes
-        .iter()
-        .any(|r| r.auth.jwt || r.auth.service.is_some() || r.auth.service_token_env.is_some());
+    let uses_env = c.gateway.jwt.is_some()
+        || c.gateway.service_auth.is_some()
+        || c.routes.iter().any(|r| r.auth.service_token_env.is_some());
     let env_param = if uses_env {
         format_ident!("env")
     } else {
@@ -361,6 +360,32 @@ fn spec_impl(c: &Checked) -> TokenStream {
         let k = format_ident!("{}", r.const_name());
         quote!(RouteId::#v => &#k)
     });
+    // Only routes that read the body before their chain have a head-only
+    // phase worth running.
+    let reads_body: Vec<&RouteIr> = c
+        .routes
+        .iter()
+        .filter(|r| r.auth.service.as_ref().is_some_and(|s| s.v2))
+        .collect();
+    let before_body = if reads_body.is_empty() {
+        quote! {
+            let _ = (chains, route, ctx, req);
+            rt::Flow::Continue
+        }
+    } else {
+        let arms = reads_body.iter().map(|r| {
+            let v = format_ident!("{}", r.variant());
+            let f = format_ident!("{}", r.id);
+            quote!(RouteId::#v => rt::Step::before_body(&chains.#f, ctx, req))
+        });
+        let rest = (reads_body.len() < c.routes.len()).then(|| quote!(_ => rt::Flow::Continue,));
+        quote! {
+            match route {
+                #(#arms,)*
+                #rest
+            }
+        }
+    };
     let chain_arms = c.routes.iter().map(|r| {
         let v = format_ident!("{}", r.variant());
         let f = format_ident!("{}", r.id);
@@ -392,6 +417,15 @@ fn spec_impl(c: &Checked) -> TokenStream {
 
             fn reload(chains: &Chains) -> Result<(), rt::StartupError> {
                 chains.reload()
+            }
+
+            fn before_body(
+                chains: &Chains,
+                route: RouteId,
+                ctx: &mut rt::RequestCtx,
+                req: &rt::RequestParts,
+            ) -> rt::Flow {
+                #before_body
             }
 
             fn on_request(

@@ -304,6 +304,7 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
             seen.push(*c);
         }
     }
+    auth::check_policy_fields(cx, at, p);
     cx.planned(at, "rate_limit", p.rate_limit.as_ref(), "rate limiting");
     cx.planned(at, "cors", p.cors.as_ref(), "CORS");
     cx.planned(at, "retries", p.retries.as_ref(), "retries");

@@ -85,10 +85,29 @@ pub fn uses(c: &Checked) -> (bool, bool) {
 }
 
 /// The verifiers shared by every route, built once in `Chains::build`.
+/// A configured verifier is built even when no route uses it yet, so a
+/// broken key or a missing secret stops start-up rather than waiting for
+/// the first route that needs it.
 pub fn shared_verifiers(c: &Checked) -> TokenStream {
-    let (jwt, hmac) = uses(c);
-    let jwt = jwt.then(|| quote!(let jwt = rt::JwtVerifier::shared(&JWT, env)?;));
-    let hmac = hmac.then(|| quote!(let hmac = rt::HmacVerifier::shared(&SERVICE_AUTH, env)?;));
+    let (jwt_used, hmac_used) = uses(c);
+    let name = |used: bool, n: &str| {
+        if used {
+            format_ident!("{}", n)
+        } else {
+            format_ident!("_{}", n)
+        }
+    };
+    let (jwt, hmac) = (name(jwt_used, "jwt"), name(hmac_used, "hmac"));
+    let jwt = c
+        .gateway
+        .jwt
+        .is_some()
+        .then(|| quote!(let #jwt = rt::JwtVerifier::shared(&JWT, env)?;));
+    let hmac = c
+        .gateway
+        .service_auth
+        .is_some()
+        .then(|| quote!(let #hmac = rt::HmacVerifier::shared(&SERVICE_AUTH, env)?;));
     quote! { #jwt #hmac }
 }
 

@@ -86,13 +86,10 @@ pub struct RouteServiceIr {
 impl RouteAuthIr {
     /// A short description for the route table.
     pub fn describe(&self) -> String {
+        // In the order the steps run: token, HMAC, JWT, roles.
         let mut parts = Vec::new();
-        if self.jwt {
-            parts.push(if self.roles.is_empty() {
-                "jwt".to_owned()
-            } else {
-                format!("jwt roles={}", self.roles.join("|"))
-            });
+        if self.service_token_env.is_some() {
+            parts.push("service-token".to_owned());
         }
         if let Some(s) = &self.service {
             let mut v = Vec::new();
@@ -109,8 +106,12 @@ impl RouteAuthIr {
                 s.callers.join("|")
             ));
         }
-        if self.service_token_env.is_some() {
-            parts.push("service-token".into());
+        if self.jwt {
+            parts.push(if self.roles.is_empty() {
+                "jwt".to_owned()
+            } else {
+                format!("jwt roles={}", self.roles.join("|"))
+            });
         }
         if parts.is_empty() {
             "public".into()
@@ -323,9 +324,72 @@ pub(super) fn check_service_auth(cx: &mut Ctx<'_>, s: &ServiceAuth) -> ServiceAu
     }
 }
 
+/// A policy's identity fields on their own, where they are written: role
+/// list, service-auth callers and versions, token variable. Declared
+/// policies are checked once, whether or not a route uses them.
+pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
+    if p.roles.as_ref().is_some_and(Vec::is_empty) {
+        cx.error(
+            &at.key("roles"),
+            problem(
+                "the role list is empty, so no caller could pass",
+                "list at least one role, or remove `roles`",
+            ),
+        );
+    }
+    if let Some(s) = &p.service_auth {
+        let sat = at.key("service_auth");
+        if s.callers.is_empty() {
+            cx.error(
+                &sat.key("callers"),
+                problem(
+                    "the route admits no calling service",
+                    "list the callers under `service_auth.callers`",
+                ),
+            );
+        }
+        for (i, c) in s.callers.iter().enumerate() {
+            cx.check(&sat.key("callers").index(i), values::ident("caller", c));
+        }
+        if let Some(vs) = &s.versions {
+            if vs.is_empty() {
+                cx.error(
+                    &sat.key("versions"),
+                    problem(
+                        "no signature version is accepted",
+                        "write `versions: [v2]`, `[v1]` or `[v1, v2]`",
+                    ),
+                );
+            }
+            for (i, v) in vs.iter().enumerate() {
+                let at = sat.key("versions").index(i);
+                if v != "v1" && v != "v2" {
+                    cx.error(
+                        &at,
+                        problem(
+                            format!("`{v}` is not a signature version"),
+                            "use `v1` or `v2`",
+                        ),
+                    );
+                } else if vs[..i].contains(v) {
+                    cx.error(
+                        &at,
+                        problem(format!("`{v}` is listed twice"), "list each version once"),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(e) = &p.service_token {
+        cx.check(&at.key("service_token"), values::env_name(e));
+    }
+}
+
 /// What a route's effective policy asks of callers, checked against the
 /// gateway's settings: roles need authentication, an HMAC route needs a
-/// configured secret for every caller it admits.
+/// configured secret for every caller it admits (unless it accepts the
+/// shared secret). Field-level problems were reported where the policy is
+/// written ([`check_policy_fields`]).
 pub(super) fn check_route_auth(
     cx: &mut Ctx<'_>,
     at: &SpecPath,
@@ -336,6 +400,7 @@ pub(super) fn check_route_auth(
     let mut out = RouteAuthIr {
         jwt: p.auth == Some(AuthKind::Jwt),
         roles: p.roles.clone().unwrap_or_default(),
+        service_token_env: p.service_token.clone(),
         ..RouteAuthIr::default()
     };
     if out.jwt && jwt.is_none() {
@@ -356,80 +421,47 @@ pub(super) fn check_route_auth(
             ),
         );
     }
-    if p.roles.as_ref().is_some_and(Vec::is_empty) {
+    let Some(s) = &p.service_auth else {
+        return out;
+    };
+    let Some(sa) = sa else {
         cx.error(
             at,
             problem(
-                "the role list is empty, so no caller could pass",
-                "list at least one role, or remove `roles`",
+                "this route requires HMAC service auth but `gateway.service_auth` is not configured",
+                "declare the callers and their secret variables under `gateway.service_auth.callers`",
+            ),
+        );
+        return out;
+    };
+    let shared = s.shared_secret.unwrap_or(false);
+    // With the shared secret accepted, a caller needs no secret of its own.
+    for c in s.callers.iter().filter(|_| !shared) {
+        if !sa.callers.iter().any(|(n, _)| n == c) {
+            cx.error(
+                at,
+                problem(
+                    format!("the route admits `{c}`, but no secret is configured for it"),
+                    format!("add `{c}: <SECRET_ENV>` under `gateway.service_auth.callers`"),
+                ),
+            );
+        }
+    }
+    if shared && sa.shared_secret_env.is_none() {
+        cx.error(
+            at,
+            problem(
+                "the route accepts the shared secret, but none is configured",
+                "set `gateway.service_auth.shared_secret_env`",
             ),
         );
     }
-    if let Some(s) = &p.service_auth {
-        let Some(sa) = sa else {
-            cx.error(
-                at,
-                problem("this route requires HMAC service auth but `gateway.service_auth` is not configured", "declare the callers and their secret variables under `gateway.service_auth.callers`"),
-            );
-            return out;
-        };
-        if s.callers.is_empty() {
-            cx.error(
-                at,
-                problem(
-                    "the route admits no calling service",
-                    "list the callers under `service_auth.callers`",
-                ),
-            );
-        }
-        let shared = s.shared_secret.unwrap_or(false);
-        // With the shared secret accepted, a caller needs no secret of its own.
-        for c in s.callers.iter().filter(|_| !shared) {
-            if !sa.callers.iter().any(|(n, _)| n == c) {
-                cx.error(
-                    at,
-                    problem(
-                        format!("the route admits `{c}`, but no secret is configured for it"),
-                        format!("add `{c}: <SECRET_ENV>` under `gateway.service_auth.callers`"),
-                    ),
-                );
-            }
-        }
-        let versions = s.versions.clone().unwrap_or_else(|| vec!["v2".into()]);
-        let (v1, v2) = (
-            versions.iter().any(|v| v == "v1"),
-            versions.iter().any(|v| v == "v2"),
-        );
-        if versions.is_empty() || versions.iter().any(|v| v != "v1" && v != "v2") {
-            cx.error(
-                at,
-                problem(
-                    format!(
-                        "signature versions {versions:?} are not a non-empty list of `v1`, `v2`"
-                    ),
-                    "write e.g. `versions: [v2]`",
-                ),
-            );
-        }
-        if shared && sa.shared_secret_env.is_none() {
-            cx.error(
-                at,
-                problem(
-                    "the route accepts the shared secret, but none is configured",
-                    "set `gateway.service_auth.shared_secret_env`",
-                ),
-            );
-        }
-        out.service = Some(RouteServiceIr {
-            callers: s.callers.clone(),
-            v1,
-            v2,
-            shared_secret: shared,
-        });
-    }
-    if let Some(e) = &p.service_token {
-        cx.check(at, values::env_name(e));
-        out.service_token_env = Some(e.clone());
-    }
+    let versions = s.versions.clone().unwrap_or_else(|| vec!["v2".into()]);
+    out.service = Some(RouteServiceIr {
+        callers: s.callers.clone(),
+        v1: versions.iter().any(|v| v == "v1"),
+        v2: versions.iter().any(|v| v == "v2"),
+        shared_secret: shared,
+    });
     out
 }
