@@ -33,6 +33,10 @@ pub enum ErrorKind {
     InvalidServiceToken,
     /// The request body is over the route's limit.
     PayloadTooLarge,
+    /// A malformed request the HTTP parser let through.
+    BadRequest(&'static str),
+    /// A feature of the request the gateway does not support.
+    NotImplemented(&'static str),
 }
 
 /// Which side caused the error, for logs.
@@ -90,6 +94,8 @@ impl GatewayError {
             ErrorKind::Unauthorized(_) | ErrorKind::InvalidServiceToken => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ErrorKind::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -102,7 +108,10 @@ impl GatewayError {
             ErrorKind::BadGateway => "Bad gateway",
             ErrorKind::GatewayTimeout => "Gateway timeout",
             ErrorKind::ServiceUnavailable => "Service temporarily unavailable",
-            ErrorKind::Unauthorized(m) | ErrorKind::Forbidden(m) => m,
+            ErrorKind::Unauthorized(m)
+            | ErrorKind::Forbidden(m)
+            | ErrorKind::BadRequest(m)
+            | ErrorKind::NotImplemented(m) => m,
             ErrorKind::InvalidServiceToken => "Invalid service token",
             ErrorKind::PayloadTooLarge => "Request body too large",
         }

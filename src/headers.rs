@@ -8,6 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::chain::RequestCtx;
 use crate::config::TrustedProxies;
+use crate::error::ErrorKind;
 
 /// Identity and signing headers only the gateway may set: a client that
 /// sends them is ignored, whatever the route.
@@ -37,14 +38,25 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+/// Headers that let a client rewrite the method or URL behind the
+/// gateway's back (bypassing the 405 check or path rules in upstream
+/// frameworks that honour them), or claim a client address.
+pub const OVERRIDES: [&str; 6] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-real-ip",
+];
+
 /// Removes hop-by-hop headers and the headers named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
         .collect();
     for n in named {
         h.remove(n);
@@ -64,13 +76,37 @@ pub struct ClientForwarded {
     pub proto: Option<HeaderValue>,
     /// Incoming `X-Forwarded-Host`.
     pub host: Option<HeaderValue>,
-    /// The client's `Host` (or `:authority`).
+    /// The host the client addressed: the absolute-form target's authority
+    /// (RFC 9112 §3.2.2), else `Host`.
     pub request_host: Option<HeaderValue>,
+    /// A framing problem that makes the request unacceptable.
+    pub rejection: Option<ErrorKind>,
+}
+
+/// Whether a header name is, read the way CGI-style servers read names
+/// (`_` as `-`), one the gateway owns. Such spellings are dropped so that
+/// `X-User_Id` cannot become `HTTP_X_USER_ID` upstream.
+fn disguised(name: &str) -> bool {
+    if !name.contains('_') {
+        return false;
+    }
+    let n = name.replace('_', "-");
+    OWNED.contains(&n.as_str())
+        || OVERRIDES.contains(&n.as_str())
+        || n.starts_with("x-forwarded-")
+        || n.starts_with("x-internal-")
+        || matches!(
+            n.as_str(),
+            "authorization" | "x-service-token" | "x-correlation-id" | "traceparent"
+        )
 }
 
 /// Strips every header the gateway owns from a client request, returning
 /// the forwarding information it needs later. Runs before any policy.
-pub fn strip_client(h: &mut HeaderMap, authority: Option<&str>) -> ClientForwarded {
+pub fn strip_client(
+    h: &mut HeaderMap,
+    authority: Option<&http::uri::Authority>,
+) -> ClientForwarded {
     let joined = |h: &HeaderMap, name: &str| -> Option<HeaderValue> {
         let mut vals = h.get_all(name).iter();
         let first = vals.next()?.clone();
@@ -85,25 +121,39 @@ pub fn strip_client(h: &mut HeaderMap, authority: Option<&str>) -> ClientForward
         }
         HeaderValue::from_bytes(&all).ok()
     };
+    let mut rejection = None;
+    if h.get_all(header::HOST).iter().count() > 1 {
+        // RFC 9112 §3.2: a request with more than one Host is invalid.
+        rejection = Some(ErrorKind::BadRequest("Invalid Host header"));
+    }
+    // hyper decodes `chunked` only; any other coding would reach the
+    // upstream undecoded and unannounced (RFC 9112 §6.1: 501).
+    let te_ok = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    if !te_ok {
+        rejection = Some(ErrorKind::NotImplemented("Unsupported transfer coding"));
+    }
     let fwd = ClientForwarded {
         for_chain: joined(h, "x-forwarded-for"),
         proto: h.get("x-forwarded-proto").cloned(),
         host: h.get("x-forwarded-host").cloned(),
-        request_host: h
-            .get(header::HOST)
-            .cloned()
-            .or_else(|| authority.and_then(|a| HeaderValue::from_str(a).ok())),
+        request_host: authority
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .or_else(|| h.get(header::HOST).cloned()),
+        rejection,
     };
     strip_hop_by_hop(h);
-    for n in OWNED {
-        h.remove(n);
+    for n in OWNED.iter().chain(&OVERRIDES) {
+        h.remove(*n);
     }
-    let xf: Vec<HeaderName> = h
+    let doomed: Vec<HeaderName> = h
         .keys()
-        .filter(|k| k.as_str().starts_with("x-forwarded-"))
+        .filter(|k| k.as_str().starts_with("x-forwarded-") || disguised(k.as_str()))
         .cloned()
         .collect();
-    for n in xf {
+    for n in doomed {
         h.remove(n);
     }
     fwd
@@ -112,6 +162,8 @@ pub fn strip_client(h: &mut HeaderMap, authority: Option<&str>) -> ClientForward
 /// The client address: the peer, or, when the peer is a trusted proxy, the
 /// nearest address in the forwarded chain that is not a trusted proxy.
 pub fn client_ip(peer: IpAddr, fwd: &ClientForwarded, trusted: &TrustedProxies) -> IpAddr {
+    // An IPv4 client on a dual-stack listener appears as ::ffff:a.b.c.d.
+    let peer = peer.to_canonical();
     if !trusted.contains(peer) {
         return peer;
     }
@@ -123,8 +175,8 @@ pub fn client_ip(peer: IpAddr, fwd: &ClientForwarded, trusted: &TrustedProxies) 
         let Ok(ip) = hop.trim().parse::<IpAddr>() else {
             break;
         };
-        client = ip;
-        if !trusted.contains(ip) {
+        client = ip.to_canonical();
+        if !trusted.contains(client) {
             break;
         }
     }
@@ -139,7 +191,7 @@ pub fn set_upstream(
     trusted_peer: bool,
     via: &HeaderValue,
 ) {
-    let peer = ctx.peer.ip().to_string();
+    let peer = ctx.peer.ip().to_canonical().to_string();
     let xff = match (&fwd.for_chain, trusted_peer) {
         (Some(chain), true) => format!("{}, {peer}", chain.to_str().unwrap_or_default()),
         _ => peer,
@@ -191,17 +243,16 @@ pub fn set_upstream(
     }
 }
 
-/// Appends this gateway to `Via` (RFC 9110 §7.6.3), in both directions.
+/// Appends this gateway to `Via` (RFC 9110 §7.6.3), in both directions,
+/// keeping every entry already there.
 pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
-    let value = match h.get(header::VIA) {
-        Some(prev) => {
-            let mut v = prev.as_bytes().to_vec();
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(via.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or_else(|_| via.clone())
-        }
-        None => via.clone(),
-    };
+    let mut v: Vec<u8> = Vec::new();
+    for prev in h.get_all(header::VIA) {
+        v.extend_from_slice(prev.as_bytes());
+        v.extend_from_slice(b", ");
+    }
+    v.extend_from_slice(via.as_bytes());
+    let value = HeaderValue::from_bytes(&v).unwrap_or_else(|_| via.clone());
     h.insert(header::VIA, value);
 }
 

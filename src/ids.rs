@@ -38,6 +38,12 @@ fn header(bytes: &[u8]) -> HeaderValue {
 impl Ids {
     /// Ids for a request with these (client) headers.
     pub fn from_headers(h: &HeaderMap) -> Ids {
+        Self::from_headers_keeping_trace(h).0
+    }
+
+    /// [`Ids::from_headers`], also saying whether the incoming trace was
+    /// continued (when not, its `tracestate` must not travel on).
+    pub fn from_headers_keeping_trace(h: &HeaderMap) -> (Ids, bool) {
         let uuid = Uuid::new_v4();
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let request_id = header(uuid.hyphenated().encode_lower(&mut buf).as_bytes());
@@ -46,12 +52,15 @@ impl Ids {
             .filter(|v| valid_correlation_id(v.as_bytes()))
             .cloned()
             .unwrap_or_else(|| request_id.clone());
-        let traceparent = next_traceparent(h.get("traceparent").map(HeaderValue::as_bytes));
-        Ids {
+        let incoming = h.get("traceparent").map(HeaderValue::as_bytes);
+        let continued = incoming.and_then(parse_traceparent).is_some();
+        let traceparent = next_traceparent(incoming);
+        let ids = Ids {
             request_id,
             correlation_id,
             traceparent,
-        }
+        };
+        (ids, continued)
     }
 
     /// The request id as text.
@@ -104,7 +113,12 @@ fn next_traceparent(incoming: Option<&[u8]>) -> HeaderValue {
     match incoming.and_then(parse_traceparent) {
         Some((trace, flags)) => {
             out[3..35].copy_from_slice(trace);
-            out[53..55].copy_from_slice(flags);
+            // Only the sampled bit is defined for version 00.
+            let sampled = matches!(
+                flags[1],
+                b'1' | b'3' | b'5' | b'7' | b'9' | b'b' | b'd' | b'f'
+            );
+            out[53..55].copy_from_slice(if sampled { b"01" } else { b"00" });
         }
         None => hex_into(&mut out[3..35], &Uuid::new_v4().into_bytes()),
     }

@@ -216,6 +216,9 @@ fn serve() -> Result<(), StartupError> {
         .build()
         .map_err(|source| StartupError::Bind { addr, source })?;
     rt.block_on(async {
+        // Handlers first: a signal that arrives while starting must not
+        // kill the process (it would without a handler installed).
+        let signals = Signals::install().map_err(|source| StartupError::Bind { addr, source })?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
@@ -224,50 +227,67 @@ fn serve() -> Result<(), StartupError> {
         }
         let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!(name = routes::Spec::GATEWAY.name, listen = %bound, "gateway listening");
-        tokio::spawn(reload_on_sighup(gw.clone()));
-        server::serve(gw, listener, shutdown_signal()).await;
+        let Signals { term, hup } = signals;
+        tokio::spawn(reload_on_sighup(gw.clone(), hup));
+        server::serve(gw, listener, shutdown_signal(term)).await;
         tracing::info!("gateway stopped");
         Ok(())
     })
 }
 
-/// SIGHUP re-reads revocation lists; a failed reload keeps the old state.
-async fn reload_on_sighup(gw: Arc<Gateway<routes::Spec>>) {
+/// Signal streams, created before the listener is bound.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
-        while hup.recv().await.is_some() {
-            match gw.reload() {
-                Ok(()) => tracing::info!("reloaded on SIGHUP"),
-                Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous state"),
-            }
-        }
-    }
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
     #[cfg(not(unix))]
-    let _ = gw;
+    term: (),
+    #[cfg(not(unix))]
+    hup: (),
 }
 
-/// SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+impl Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals { term: (), hup: () })
+    }
+}
+
+/// SIGHUP re-reads revocation lists; a failed reload keeps the old state.
+#[cfg(unix)]
+async fn reload_on_sighup(gw: Arc<Gateway<routes::Spec>>, mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        match gw.reload() {
+            Ok(()) => tracing::info!("reloaded on SIGHUP"),
+            Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous state"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_gw: Arc<Gateway<routes::Spec>>, _hup: ()) {}
+
+/// SIGTERM or Ctrl-C.
+#[cfg(unix)]
+async fn shutdown_signal(mut term: tokio::signal::unix::Signal) {
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
+
+/// Ctrl-C.
+#[cfg(not(unix))]
+async fn shutdown_signal(_term: ()) {
+    let _ = tokio::signal::ctrl_c().await;
 }

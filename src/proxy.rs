@@ -93,6 +93,9 @@ impl Proxy {
         let started = Instant::now();
         match tokio::time::timeout(timeout, self.client.request(req)).await {
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
+            Ok(Err(e)) if from_client_body(&e) => Err(GatewayError::client(ErrorKind::BadRequest(
+                "Malformed request body",
+            ))),
             Ok(Err(e)) => {
                 let what = if e.is_connect() {
                     "connect"
@@ -113,6 +116,22 @@ impl Proxy {
             )),
         }
     }
+}
+
+/// Whether the request failed because the client's own body stream broke
+/// (bad chunked framing, early close): the client's fault, not the
+/// upstream's.
+fn from_client_body(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Writes the upstream path for a matched route: the template with

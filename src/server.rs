@@ -53,6 +53,64 @@ impl<S: Spec> std::fmt::Debug for Gateway<S> {
     }
 }
 
+/// The access-log line of a request in flight: written by [`finish`]
+/// (PendingLog::finish), or on drop with status 499 when the client closed
+/// the connection first (nginx's convention), so every request is logged.
+struct PendingLog<'g> {
+    sink: &'g AccessSink,
+    request_id: HeaderValue,
+    correlation_id: HeaderValue,
+    method: Method,
+    uri: http::Uri,
+    client_ip: std::net::IpAddr,
+    started: Instant,
+    out: Outcome,
+    done: bool,
+}
+
+impl PendingLog<'_> {
+    fn write(
+        &self,
+        status: u16,
+        caller: Option<&str>,
+        tenant: Option<&str>,
+        error: Option<String>,
+    ) {
+        self.sink.write(&Access {
+            timestamp: log::now_rfc3339(),
+            level: "INFO",
+            target: "access",
+            request_id: self.request_id.to_str().unwrap_or(""),
+            correlation_id: self.correlation_id.to_str().unwrap_or(""),
+            method: self.method.as_str(),
+            path: self.uri.path(),
+            route: self.out.route,
+            upstream: self.out.upstream,
+            status,
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            upstream_ms: self.out.upstream_ms,
+            caller,
+            tenant,
+            client_ip: self.client_ip.to_string(),
+            error,
+        });
+    }
+
+    fn finish(&mut self, status: u16, caller: Option<&str>, tenant: Option<&str>) {
+        self.done = true;
+        self.write(status, caller, tenant, self.out.error.clone());
+    }
+}
+
+impl Drop for PendingLog<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let error = Some("client closed the connection before the response".to_owned());
+            self.write(499, None, None, error);
+        }
+    }
+}
+
 /// What happened to a request, for the access log.
 #[derive(Default)]
 struct Outcome {
@@ -107,12 +165,13 @@ impl<S: Spec> Gateway<S> {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
-        let ids = Ids::from_headers(&parts.headers);
+        let (ids, trace_continued) = Ids::from_headers_keeping_trace(&parts.headers);
+        if !trace_continued {
+            // W3C Trace Context: a new trace starts without vendor state.
+            parts.headers.remove("tracestate");
+        }
         let signing = SigningHeaders::read(&parts.headers);
-        let fwd = headers::strip_client(
-            &mut parts.headers,
-            parts.uri.authority().map(|a| a.as_str()),
-        );
+        let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
         let client_ip = headers::client_ip(peer.ip(), &fwd, &self.trusted);
         let mut ctx = RequestCtx {
             ids,
@@ -126,12 +185,30 @@ impl<S: Spec> Gateway<S> {
             body_sha256: None,
             auth_failure: None,
         };
-        let (method, uri) = (parts.method.clone(), parts.uri.clone());
-        let mut out = Outcome::default();
-        let mut resp = match self.route(&mut ctx, parts, body, &fwd, &mut out).await {
+        // Logs the request even if the client goes away before the answer
+        // and this future is dropped.
+        let mut pending = PendingLog {
+            sink: &self.access_log,
+            request_id: ctx.ids.request_id.clone(),
+            correlation_id: ctx.ids.correlation_id.clone(),
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            client_ip,
+            started,
+            out: Outcome::default(),
+            done: false,
+        };
+        let routed = match fwd.rejection.clone() {
+            Some(kind) => Err(GatewayError::client(kind)),
+            None => {
+                self.route(&mut ctx, parts, body, &fwd, &mut pending.out)
+                    .await
+            }
+        };
+        let mut resp = match routed {
             Ok(resp) => resp,
             Err(e) => {
-                out.error = Some(e.to_string());
+                pending.out.error = Some(e.to_string());
                 e.into_response(ctx.ids.request_id())
             }
         };
@@ -147,13 +224,17 @@ impl<S: Spec> Gateway<S> {
                 caller: f.caller.as_deref(),
                 request_id: ctx.ids.request_id(),
                 correlation_id: ctx.ids.correlation_id(),
-                method: method.as_str(),
-                path: uri.path(),
-                route: out.route,
+                method: pending.method.as_str(),
+                path: pending.uri.path(),
+                route: pending.out.route,
                 client_ip: ctx.client_ip.to_string(),
             });
         }
-        self.log(&ctx, &method, uri.path(), &resp, &out);
+        let caller = ctx
+            .caller
+            .as_deref()
+            .or(ctx.user.as_ref().map(|u| u.id.as_str()));
+        pending.finish(resp.status().as_u16(), caller, ctx.tenant.as_deref());
         resp
     }
 
@@ -217,6 +298,13 @@ impl<S: Spec> Gateway<S> {
             .send(Request::from_parts(parts, body), spec.timeout)
             .await?;
         out.upstream_ms = Some(took.as_secs_f64() * 1000.0);
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The gateway never forwards Upgrade, so a 101 is bogus.
+            return Err(GatewayError::upstream(
+                ErrorKind::BadGateway,
+                "unsolicited 101 Switching Protocols",
+            ));
+        }
         let (mut rparts, rbody) = resp.into_parts();
         // The client spoke its own HTTP version; the upstream's is not its business.
         rparts.version = client_version;
@@ -225,34 +313,6 @@ impl<S: Spec> Gateway<S> {
             rparts,
             http_body_util::Either::Left(rbody),
         ))
-    }
-
-    fn log(
-        &self,
-        ctx: &RequestCtx,
-        method: &Method,
-        path: &str,
-        resp: &Response<ResponseBody>,
-        out: &Outcome,
-    ) {
-        self.access_log.write(&Access {
-            timestamp: log::now_rfc3339(),
-            level: "INFO",
-            target: "access",
-            request_id: ctx.ids.request_id(),
-            correlation_id: ctx.ids.correlation_id(),
-            method: method.as_str(),
-            path,
-            route: out.route,
-            upstream: out.upstream,
-            status: resp.status().as_u16(),
-            duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
-            upstream_ms: out.upstream_ms,
-            caller: ctx.caller.as_deref(),
-            tenant: ctx.tenant.as_deref(),
-            client_ip: ctx.client_ip.to_string(),
-            error: out.error.clone(),
-        });
     }
 }
 
@@ -276,10 +336,9 @@ async fn read_body(
         Err(e) if e.is::<LengthLimitError>() => {
             Err(GatewayError::client(ErrorKind::PayloadTooLarge))
         }
-        Err(e) => Err(GatewayError::upstream(
-            ErrorKind::BadGateway,
-            format!("client body: {e}"),
-        )),
+        Err(_) => Err(GatewayError::client(ErrorKind::BadRequest(
+            "Malformed request body",
+        ))),
     }
 }
 

@@ -89,3 +89,28 @@ fn routes_subcommand_needs_no_environment() {
     assert!(table.contains("/api/v1/agents/{id}/execute"));
     assert!(table.starts_with("gateway `aegis-gateway` listening on 0.0.0.0:8000"));
 }
+
+#[test]
+fn sigterm_right_after_start_up_still_exits_zero() {
+    for _ in 0..5 {
+        let mut child = gateway().spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        // As soon as the address is known, before anything else happens.
+        let addr = loop {
+            let line = lines.next().expect("gateway logged its address").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["message"] == "gateway listening" {
+                break v["listen"].as_str().unwrap().to_owned();
+            }
+        };
+        assert!(std::net::TcpStream::connect(&addr).is_ok());
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}

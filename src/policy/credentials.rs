@@ -48,24 +48,30 @@ impl<const FORWARD: u8> Step for StripCredentials<FORWARD> {
     }
 }
 
-/// Removes `name=...` from every `Cookie` header, keeping the others.
-/// Allocates only when a `Cookie` header is present.
+/// Removes `name=...` from every `Cookie` header, keeping the others
+/// byte for byte (a value need not be UTF-8). Allocates only when a
+/// `Cookie` header is present.
 pub fn strip_cookie(h: &mut http::HeaderMap, name: &str) {
     if !h.contains_key(COOKIE) {
         return;
     }
-    let kept: Vec<String> = h
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
-        .map(str::to_owned)
-        .collect();
+    let mut kept: Vec<u8> = Vec::new();
+    for value in h.get_all(COOKIE) {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            let key = pair.split(|b| *b == b'=').next().unwrap_or(pair);
+            if pair.is_empty() || key == name.as_bytes() {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
     h.remove(COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+    if let Ok(v) = HeaderValue::from_bytes(&kept) {
+        if !kept.is_empty() {
             h.insert(COOKIE, v);
         }
     }

@@ -86,6 +86,8 @@ pub fn check(path: &str) -> Result<(), PathError> {
                 d
             }
             b'\\' => return Err(PathError::Backslash),
+            // `..;x` is `..` to servers that strip path parameters.
+            b';' if !other && (dots == 1 || dots == 2) => return Err(PathError::DotSegment),
             b'/' => {
                 if !other && (dots == 1 || dots == 2) {
                     return Err(PathError::DotSegment);
