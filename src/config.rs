@@ -236,6 +236,8 @@ mod tests {
             name: "orchestration",
             url_env: "ORCHESTRATION_URL",
             default_url: "http://localhost:8001",
+            identity: crate::outbound::OutboundIdentity::Unsigned,
+            allow_plaintext: false,
         };
         let u = upstream_url(&s, &StartupEnv::default()).unwrap();
         assert_eq!(u.authority.as_str(), "localhost:8001");

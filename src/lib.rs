@@ -30,10 +30,12 @@ pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod log;
+pub mod outbound;
 pub mod policy;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod service;
 pub mod spec;
 
 /// The routing compiled from `gateway.yaml` (or `GATEWAY_SPEC`) by `build.rs`.
@@ -52,6 +54,7 @@ pub mod __codegen {
     pub use crate::auth::token::ServiceTokenAuth;
     pub use crate::chain::{Flow, RequestCtx, RequestParts, Step};
     pub use crate::config::{StartupEnv, StartupError};
+    pub use crate::outbound::OutboundIdentity;
     pub use crate::policy::credentials;
     pub use crate::policy::StripCredentials;
     pub use crate::spec::{GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec};

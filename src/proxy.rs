@@ -10,8 +10,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use std::sync::Arc;
+
 use crate::config::{upstream_url, StartupEnv, StartupError, UpstreamUrl};
 use crate::error::{ErrorKind, GatewayError};
+use crate::outbound::{Clock, Signer};
 use crate::routing::PathMatch;
 use crate::spec::{Part, RouteSpec, ServiceSpec};
 
@@ -24,6 +27,8 @@ pub struct Upstream {
     pub url: UpstreamUrl,
     /// `Host` sent to it: its own authority.
     pub host: HeaderValue,
+    /// Adds the gateway's proof of identity to each request.
+    pub signer: Signer,
 }
 
 /// A request body on its way upstream: the client's stream, or a body the
@@ -43,13 +48,24 @@ impl Proxy {
     /// # Errors
     /// A service URL that cannot be used, naming its variable.
     pub fn new(
-        services: &[ServiceSpec],
+        gateway_name: &'static str,
+        services: &'static [ServiceSpec],
         env: &StartupEnv,
         connect_timeout: Duration,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
+        let production = env.get("GATEWAY_ENV") == Some("production");
         let mut upstreams = Vec::with_capacity(services.len());
         for s in services {
             let url = upstream_url(s, env)?;
+            if production && url.scheme == http::uri::Scheme::HTTP && !s.allow_plaintext {
+                return Err(StartupError::UpstreamUrl {
+                    var: s.url_env.to_owned(),
+                    value: format!("{}://{}", url.scheme, url.authority),
+                    why: "plain HTTP is refused when GATEWAY_ENV=production (set `allow_plaintext: true` on the service to accept it)",
+                });
+            }
+            let signer = Signer::new(gateway_name, s.name, s.identity, env, clock.clone())?;
             let host = HeaderValue::from_str(url.authority.as_str()).map_err(|_| {
                 StartupError::UpstreamUrl {
                     var: s.url_env.to_owned(),
@@ -61,6 +77,7 @@ impl Proxy {
                 name: s.name,
                 url,
                 host,
+                signer,
             });
         }
         let mut connector = HttpConnector::new();
@@ -71,6 +88,23 @@ impl Proxy {
             .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(Proxy { client, upstreams })
+    }
+
+    /// Re-reads file-based credentials (SIGHUP).
+    ///
+    /// # Errors
+    /// The first credential that cannot be re-read; the others are still
+    /// reloaded and old secrets stay in use where reloading failed.
+    pub fn reload(&self) -> Result<(), StartupError> {
+        let mut first = Ok(());
+        for u in &self.upstreams {
+            if let Err(e) = u.signer.reload() {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
     }
 
     /// The resolved upstream at `index`.

@@ -134,7 +134,13 @@ impl<S: Spec> Gateway<S> {
         Ok(Gateway {
             router,
             chains: S::build_chains(env)?,
-            proxy: Proxy::new(S::SERVICES, env, g.connect_timeout)?,
+            proxy: Proxy::new(
+                g.name,
+                S::SERVICES,
+                env,
+                g.connect_timeout,
+                Arc::new(crate::outbound::SystemClock),
+            )?,
             trusted: TrustedProxies::parse(g.trusted_proxies)?,
             via,
             access_log: AccessSink::from_env(env.get("GATEWAY_ACCESS_LOG")),
@@ -153,7 +159,9 @@ impl<S: Spec> Gateway<S> {
     /// # Errors
     /// What could not be re-read.
     pub fn reload(&self) -> Result<(), StartupError> {
-        S::reload(&self.chains)
+        let chains = S::reload(&self.chains);
+        let proxy = self.proxy.reload();
+        chains.and(proxy)
     }
 
     /// The resolved upstreams, for the start-up log.
@@ -293,6 +301,16 @@ impl<S: Spec> Gateway<S> {
         parts
             .headers
             .insert(http::header::HOST, upstream.host.clone());
+        let outgoing = crate::outbound::Outgoing {
+            method: parts.method.as_str(),
+            path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            tenant: ctx.tenant.as_deref(),
+            body_sha256: ctx.body_sha256.as_deref(),
+        };
+        upstream
+            .signer
+            .sign(&mut parts.headers, &outgoing)
+            .map_err(|why| GatewayError::upstream(ErrorKind::BadGateway, why))?;
         let (resp, took) = self
             .proxy
             .send(Request::from_parts(parts, body), spec.timeout)

@@ -36,6 +36,10 @@ pub struct ServiceSpec {
     pub url_env: &'static str,
     /// The URL when the variable is unset.
     pub default_url: &'static str,
+    /// How requests to it are signed.
+    pub identity: crate::outbound::OutboundIdentity,
+    /// Plain HTTP allowed when `GATEWAY_ENV=production`.
+    pub allow_plaintext: bool,
 }
 
 /// A set of HTTP methods as bits, in `Allow` order.

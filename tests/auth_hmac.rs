@@ -428,11 +428,12 @@ fn upstream_headers(got: &Got) -> serde_json::Map<String, Value> {
     got.json()["headers"].as_object().unwrap().clone()
 }
 
-const SIGNING_HEADERS: [&str; 4] = [
+/// The caller's signing headers, never forwarded. (`X-Service-Name` is
+/// forwarded, but always as the gateway's own name: contract §3.)
+const SIGNING_HEADERS: [&str; 3] = [
     "x-internal-service-auth",
     "x-internal-timestamp",
     "x-internal-nonce",
-    "x-service-name",
 ];
 
 // ---------------------------------------------------------------------------
@@ -485,6 +486,7 @@ async fn v2_post_with_a_json_body_reaches_the_upstream_intact() {
     for name in SIGNING_HEADERS {
         assert!(!up.contains_key(name), "{name} reached the upstream");
     }
+    assert_eq!(up["x-service-name"], "identity-gateway");
     h.finish().await;
 }
 
@@ -1087,6 +1089,7 @@ async fn audit_mode_forwards_failures_without_identity_and_logs_them() {
     for name in SIGNING_HEADERS {
         assert!(!up.contains_key(name), "{name} reached the upstream");
     }
+    assert_eq!(up["x-service-name"], "identity-gateway");
     let id = got.header("x-request-id").unwrap();
     let events = h.events_of(id);
     assert_eq!(events.len(), 1, "{events:?}");
@@ -1146,7 +1149,7 @@ async fn disabled_mode_forwards_the_claimed_caller_and_tenant() {
     assert_eq!(up["x-caller-service"], "billing");
     assert_eq!(up["x-tenant-id"], "acme");
     assert!(!up.contains_key("x-internal-service-auth"));
-    assert!(!up.contains_key("x-service-name"));
+    assert_eq!(up["x-service-name"], "identity-gateway");
     h.finish().await;
 }
 

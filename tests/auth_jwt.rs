@@ -18,7 +18,7 @@ use support::{
 type Lines = Arc<Mutex<Vec<String>>>;
 
 async fn aegis() -> (Running, Lines) {
-    let mut env = vec![("JWT_SECRET", JWT_SECRET.to_owned())];
+    let mut env = support::aegis_env();
     for (name, var) in [
         ("orchestration", "ORCHESTRATION_URL"),
         ("knowledge_graph", "KNOWLEDGE_GRAPH_URL"),
@@ -100,10 +100,22 @@ async fn valid_bearer_reaches_the_upstream_with_the_verified_identity() {
     assert_eq!(h["x-user-id"], "alice");
     assert_eq!(h["x-user-roles"], "operator,reviewer");
     assert!(h.get("x-tenant-id").is_none(), "no tenant claim configured");
+    // The client's bearer stays at the gateway; orchestration receives the
+    // gateway's own service token instead (outbound identity `jwt`).
+    let upstream_auth = h["authorization"].as_str().unwrap();
     assert!(
-        h.get("authorization").is_none(),
-        "the bearer stays at the gateway"
+        !upstream_auth.contains(&token),
+        "the client's bearer was forwarded"
     );
+    let service_token = upstream_auth.strip_prefix("Bearer ").unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(service_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["iss"], "aegis-gateway");
+    assert_eq!(claims["aud"], "orchestration");
     assert_eq!(
         h["cookie"], "theme=dark",
         "the auth cookie stays, other cookies pass"

@@ -10,6 +10,19 @@ fn gateway() -> Command {
     c.env("GATEWAY_LISTEN", "127.0.0.1:0")
         .env("GATEWAY_ACCESS_LOG", "off")
         .env("JWT_SECRET", "binary-test-secret")
+        .envs(
+            [
+                "ORCHESTRATION",
+                "MEMORY",
+                "KNOWLEDGE_GRAPH",
+                "APPROVAL",
+                "INGESTION",
+                "COMPLIANCE",
+                "FLARING",
+                "AUTH",
+            ]
+            .map(|s| (format!("{s}_SERVICE_SECRET"), format!("binary-test-{s}"))),
+        )
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

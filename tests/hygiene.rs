@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use gateway::log::AccessSink;
 use gateway::routes::Spec as Aegis;
-use support::{echo_upstream, raw, send, start_shared, Running, JWT_SECRET};
+use support::{echo_upstream, raw, send, start_shared, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Lines = Arc<Mutex<Vec<String>>>;
@@ -18,14 +18,9 @@ type Lines = Arc<Mutex<Vec<String>>>;
 /// routes: /api/v1/entity-types*).
 async fn aegis_with(kg: String) -> (Running, Lines) {
     let lines = Lines::default();
-    let (gw, _) = start_shared::<Aegis>(
-        &[
-            ("JWT_SECRET", JWT_SECRET.to_owned()),
-            ("KNOWLEDGE_GRAPH_URL", kg),
-        ],
-        AccessSink::Memory(lines.clone()),
-    )
-    .await;
+    let mut env = support::aegis_env();
+    env.push(("KNOWLEDGE_GRAPH_URL", kg));
+    let (gw, _) = start_shared::<Aegis>(&env, AccessSink::Memory(lines.clone())).await;
     (gw, lines)
 }
 

@@ -41,7 +41,7 @@ const SERVICES: [(&str, &str); 8] = [
 ];
 
 async fn aegis() -> Running {
-    let mut env = vec![("JWT_SECRET", support::JWT_SECRET.to_owned())];
+    let mut env = support::aegis_env();
     for (name, var) in SERVICES {
         let addr = echo_upstream(name).await;
         env.push((var, format!("http://{addr}")));
@@ -241,7 +241,6 @@ async fn client_owned_headers_are_stripped_and_gateway_headers_set() {
         "x-internal-service-auth",
         "x-internal-timestamp",
         "x-internal-nonce",
-        "x-service-name",
         "x-caller-service",
         "x-tenant-id",
         "forwarded",
@@ -250,10 +249,25 @@ async fn client_owned_headers_are_stripped_and_gateway_headers_set() {
         "keep-alive",
         "proxy-authorization",
         "x-service-token",
-        "authorization",
     ] {
         assert!(h.get(name).is_none(), "{name} reached the upstream: {h}");
     }
+    // What the client claimed is replaced by the gateway's own identity:
+    // its name, and for orchestration its service token, never the
+    // client's bearer.
+    assert_eq!(h["x-service-name"], "aegis-gateway");
+    let token = h["authorization"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap();
+    let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(token)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        (claims["iss"].as_str(), claims["aud"].as_str()),
+        (Some("aegis-gateway"), Some("orchestration"))
+    );
     // The verified identity replaces what the client claimed.
     assert_eq!(h["x-user-id"], "admin-1");
     assert_eq!(h["x-user-roles"], "admin,power_user,operator,reviewer");
@@ -368,7 +382,7 @@ async fn server_sent_events_stream_event_by_event() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_upstream_is_502() {
-    let mut env = vec![("JWT_SECRET", support::JWT_SECRET.to_owned())];
+    let mut env = support::aegis_env();
     for (name, var) in SERVICES {
         let addr = echo_upstream(name).await;
         env.push((var, format!("http://{addr}")));
@@ -393,7 +407,7 @@ async fn dead_upstream_is_502() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_access_log_line_per_request_with_the_request_id() {
-    let mut env = vec![("JWT_SECRET", support::JWT_SECRET.to_owned())];
+    let mut env = support::aegis_env();
     for (name, var) in SERVICES {
         let addr = echo_upstream(name).await;
         env.push((var, format!("http://{addr}")));

@@ -118,7 +118,7 @@ fn pattern() -> impl Strategy<Value = String> {
 
 fn spec_yaml(patterns: &[String]) -> String {
     let mut y = String::from(
-        "gateway: { name: prop, listen: \"127.0.0.1:0\" }\nservices:\n  s: { url: { env: S_URL, default: \"http://localhost:1\" } }\nroutes:\n",
+        "gateway: { name: prop, listen: \"127.0.0.1:0\" }\nservices:\n  s: { url: { env: S_URL, default: \"http://localhost:1\" }, identity: { kind: none, unsigned: true } }\nroutes:\n",
     );
     for (i, p) in patterns.iter().enumerate() {
         y.push_str(&format!(
@@ -182,7 +182,7 @@ proptest! {
         query in proptest::option::of("[a-z0-9=&%]{0,12}"),
     ) {
         let yaml = "gateway: { name: prop, listen: \"127.0.0.1:0\" }\n\
-            services:\n  s: { url: { env: S_URL, default: \"http://localhost:1\" } }\n\
+            services:\n  s: { url: { env: S_URL, default: \"http://localhost:1\" }, identity: { kind: none, unsigned: true } }\n\
             routes:\n\
             \x20 - { path: \"/p/{a}/q/{b}\", service: s, upstream: \"/u/{b}/v/{a}\" }\n\
             \x20 - { path: \"/c/{a}/{*rest}\", service: s, upstream: \"/d/{a}/{*rest}\" }\n\

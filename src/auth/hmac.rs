@@ -222,7 +222,7 @@ pub struct Verified {
 /// secret, the window and the nonce cache. Built once at start-up.
 #[derive(Debug)]
 pub struct HmacVerifier {
-    secrets: HashMap<&'static str, Vec<Vec<u8>>>,
+    secrets: HashMap<String, Vec<Vec<u8>>>,
     shared: Vec<Vec<u8>>,
     window_s: u64,
     nonces: NonceCache,
@@ -271,7 +271,7 @@ impl HmacVerifier {
                     what: format!("the HMAC secret of caller `{caller}`"),
                 });
             }
-            map.insert(*caller, s);
+            map.insert((*caller).to_owned(), s);
         }
         let shared = match spec.shared_secret_env {
             Some(var) => {
@@ -286,7 +286,6 @@ impl HmacVerifier {
             }
             None => Vec::new(),
         };
-        let window_s = spec.window.as_secs();
         let mode = Mode::from_env(env)?;
         if mode == Mode::Disabled {
             tracing::warn!(
@@ -294,15 +293,34 @@ impl HmacVerifier {
                 "INTERNAL_AUTH_MODE=disabled: service signatures are NOT verified and claimed callers are trusted"
             );
         }
-        Ok(HmacVerifier {
-            secrets: map,
+        Ok(Self::from_secrets(
+            map,
+            shared,
+            spec.window,
+            spec.nonce_cache,
+            mode,
+        ))
+    }
+
+    /// A verifier over known secrets (for services verifying the gateway:
+    /// [`crate::service::ServiceVerifier`]).
+    pub fn from_secrets(
+        secrets: HashMap<String, Vec<Vec<u8>>>,
+        shared: Vec<Vec<u8>>,
+        window: Duration,
+        nonce_cache: usize,
+        mode: Mode,
+    ) -> Self {
+        let window_s = window.as_secs();
+        HmacVerifier {
+            secrets,
             shared,
             window_s,
             // A request stamped `window` ahead stays acceptable until `2 *
             // window` after it first arrived, that last second included.
-            nonces: NonceCache::new(spec.nonce_cache, window_s * 2 + 1),
+            nonces: NonceCache::new(nonce_cache, window_s * 2 + 1),
             mode,
-        })
+        }
     }
 
     /// [`HmacVerifier::new`], shared by every route.

@@ -232,6 +232,42 @@ pub async fn get(url: &str) -> Got {
 /// The HS256 secret the AEGIS tests run with.
 pub const JWT_SECRET: &str = "test-secret-for-the-aegis-gateway";
 
+/// The AEGIS services, their URL variables, and their outbound
+/// credential variables.
+pub const AEGIS_SERVICES: [(&str, &str, &str); 8] = [
+    (
+        "orchestration",
+        "ORCHESTRATION_URL",
+        "ORCHESTRATION_SERVICE_SECRET",
+    ),
+    ("memory", "MEMORY_URL", "MEMORY_SERVICE_SECRET"),
+    (
+        "knowledge_graph",
+        "KNOWLEDGE_GRAPH_URL",
+        "KNOWLEDGE_GRAPH_SERVICE_SECRET",
+    ),
+    ("approval", "APPROVAL_URL", "APPROVAL_SERVICE_SECRET"),
+    ("ingestion", "INGESTION_URL", "INGESTION_SERVICE_SECRET"),
+    ("compliance", "COMPLIANCE_URL", "COMPLIANCE_SERVICE_SECRET"),
+    ("flaring", "FLARING_URL", "FLARING_SERVICE_SECRET"),
+    ("auth", "AUTH_URL", "AUTH_SERVICE_SECRET"),
+];
+
+/// The outbound credential the tests give `service`.
+pub fn service_secret(service: &str) -> String {
+    format!("test-outbound-credential-of-{service}")
+}
+
+/// The secrets the bundled spec needs to start: the JWT secret and one
+/// outbound credential per service.
+pub fn aegis_env() -> Vec<(&'static str, String)> {
+    let mut env = vec![("JWT_SECRET", JWT_SECRET.to_owned())];
+    for (service, _, secret) in AEGIS_SERVICES {
+        env.push((secret, service_secret(service)));
+    }
+    env
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -10,7 +10,7 @@ mod explain;
 use proc_macro2::{Ident, Literal, Span, TokenStream};
 use quote::{format_ident, quote};
 
-use crate::spec::Credential;
+use crate::spec::{Credential, IdentityKind};
 use crate::validate::pattern::Part;
 use crate::validate::{values, Checked, RouteIr};
 
@@ -149,7 +149,26 @@ fn services_const(c: &Checked) -> TokenStream {
     let n = usize_lit(c.services.len());
     let items = c.services.iter().map(|s| {
         let (name, env, url) = (&s.name, &s.env, &s.default_url);
-        quote!(rt::ServiceSpec { name: #name, url_env: #env, default_url: #url })
+        let secret = s.identity.secret_env.as_deref().unwrap_or("");
+        let identity = match s.identity.kind {
+            IdentityKind::Hmac => quote!(rt::OutboundIdentity::Hmac { secret_env: #secret }),
+            IdentityKind::HmacV1 => quote!(rt::OutboundIdentity::HmacV1 { secret_env: #secret }),
+            IdentityKind::Jwt => {
+                let ttl = ms(s.identity.ttl_s * 1000);
+                quote!(rt::OutboundIdentity::Jwt { secret_env: #secret, ttl: #ttl })
+            }
+            IdentityKind::None => quote!(rt::OutboundIdentity::Unsigned),
+        };
+        let plaintext = s.allow_plaintext;
+        quote! {
+            rt::ServiceSpec {
+                name: #name,
+                url_env: #env,
+                default_url: #url,
+                identity: #identity,
+                allow_plaintext: #plaintext,
+            }
+        }
     });
     let idx = c.services.iter().enumerate().map(|(i, s)| {
         let id = service_ident(&s.name);
@@ -218,10 +237,14 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
         Some(p) => quote!(Some(#p)),
         None => quote!(None),
     };
-    // A v2 signature covers the body's hash, so the body is read first.
-    let buffer_body = match &r.auth.service {
-        Some(s) if s.v2 => quote!(Some(1_048_576)),
-        _ => quote!(None),
+    // A v2 signature covers the body's hash, inbound or outbound, so the
+    // body is read first; other routes stream.
+    let inbound_v2 = r.auth.service.as_ref().is_some_and(|s| s.v2);
+    let outbound_v2 = c.services[r.service].identity.kind == IdentityKind::Hmac;
+    let buffer_body = if inbound_v2 || outbound_v2 {
+        quote!(Some(1_048_576))
+    } else {
+        quote!(None)
     };
     let doc = doc(format!("Route `{}`.", r.pattern_text));
     quote! {

@@ -7,7 +7,9 @@
 //! let yaml = r#"
 //! gateway: { name: demo, listen: "127.0.0.1:8000" }
 //! services:
-//!   orders: { url: { env: ORDERS_URL, default: "http://localhost:9001" } }
+//!   orders:
+//!     url: { env: ORDERS_URL, default: "http://localhost:9001" }
+//!     identity: { kind: hmac, secret_env: ORDERS_SERVICE_SECRET }
 //! routes:
 //!   - path: /api/orders/{id}
 //!     methods: [GET]
@@ -20,7 +22,7 @@
 //!
 //! let bad = yaml.replace("service: orders", "service: order");
 //! let err = gateway_codegen::compile_str("gateway.yaml", &bad).unwrap_err();
-//! assert!(err.render().contains("gateway.yaml:8:14: error: route `/api/orders/{id}` uses unknown service `order`"));
+//! assert!(err.render().contains("gateway.yaml:10:14: error: route `/api/orders/{id}` uses unknown service `order`"));
 //! ```
 #![deny(missing_docs)]
 

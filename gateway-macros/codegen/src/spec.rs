@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::diag::{Diagnostic, Diagnostics};
 
-pub use auth::{AuthKind, Claims, Jwt, RouteServiceAuth, ServiceAuth};
+pub use auth::{AuthKind, Claims, Identity, IdentityKind, Jwt, RouteServiceAuth, ServiceAuth};
 pub use locate::{PathSeg, SpecPath};
 
 /// The whole spec file.
@@ -77,18 +77,16 @@ pub struct Timeouts {
 pub struct Service {
     /// Base URL: an environment variable and a default.
     pub url: ServiceUrl,
-    /// Outbound identity (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub identity: Option<Planned>,
+    /// How the gateway proves who it is to this service.
+    pub identity: Option<Identity>,
     /// Upstream TLS settings (planned).
     #[serde(default, deserialize_with = "planned")]
     pub tls: Option<Planned>,
     /// Circuit breaker (planned).
     #[serde(default, deserialize_with = "planned")]
     pub circuit_breaker: Option<Planned>,
-    /// Allow a plain-HTTP URL in production (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub allow_plaintext: Option<Planned>,
+    /// Allow a plain-HTTP URL when `GATEWAY_ENV=production`.
+    pub allow_plaintext: Option<bool>,
 }
 
 /// `url: { env: NAME, default: http://... }`.

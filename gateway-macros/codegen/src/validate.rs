@@ -64,6 +64,10 @@ pub struct ServiceIr {
     pub env: String,
     /// The base URL when the variable is unset.
     pub default_url: String,
+    /// How requests to it are signed.
+    pub identity: auth::IdentityIr,
+    /// Plain HTTP allowed in production.
+    pub allow_plaintext: bool,
 }
 
 /// A resolved route.
@@ -250,7 +254,6 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
                 },
             );
         }
-        cx.planned(&at, "identity", s.identity.as_ref(), "outbound identity");
         cx.planned(&at, "tls", s.tls.as_ref(), "upstream TLS");
         cx.planned(
             &at,
@@ -258,19 +261,44 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             s.circuit_breaker.as_ref(),
             "circuit breaking",
         );
-        cx.planned(
-            &at,
-            "allow_plaintext",
-            s.allow_plaintext.as_ref(),
-            "production HTTPS enforcement",
-        );
+        let identity = auth::check_identity(cx, name, s.identity.as_ref());
         out.push(ServiceIr {
             name: name.clone(),
             env: s.url.env.clone(),
             default_url: s.url.default.trim_end_matches('/').to_owned(),
+            identity,
+            allow_plaintext: s.allow_plaintext.unwrap_or(false),
         });
     }
+    check_distinct_credentials(cx, &out);
     out
+}
+
+/// Credentials are per service, never shared: two services signing with
+/// one secret could impersonate the gateway to each other.
+fn check_distinct_credentials(cx: &mut Ctx<'_>, services: &[ServiceIr]) {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for s in services {
+        let Some(env) = s.identity.secret_env.as_deref() else {
+            continue;
+        };
+        if let Some(first) = seen.insert(env, &s.name) {
+            cx.error(
+                &SpecPath::root()
+                    .key("services")
+                    .key(&s.name)
+                    .key("identity")
+                    .key("secret_env"),
+                Problem {
+                    message: format!(
+                        "services `{first}` and `{}` share the credential `{env}`",
+                        s.name
+                    ),
+                    help: "give each upstream service its own credential variable".into(),
+                },
+            );
+        }
+    }
 }
 
 fn check_policies(cx: &mut Ctx<'_>, spec: &Spec) {
@@ -390,6 +418,20 @@ fn check_route(
         );
     }
     let (pattern, methods, service, template) = (pattern?, methods?, service?, template?);
+    if services[service].identity.kind == crate::spec::IdentityKind::Jwt
+        && forward.contains(&Credential::Authorization)
+    {
+        cx.error(
+            &policy_at,
+            Problem {
+                message: format!(
+                    "the client's Authorization is forwarded, but service `{}` receives the gateway's token there",
+                    services[service].name
+                ),
+                help: "stop forwarding `authorization`, or sign this service with `hmac`".into(),
+            },
+        );
+    }
     let rest_segment = pattern.rest_segment();
     Some(RouteIr {
         id: r.id.clone().unwrap_or_default(),

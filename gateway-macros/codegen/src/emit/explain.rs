@@ -89,11 +89,25 @@ pub fn explain(c: &Checked) -> String {
         .unwrap_or(0)
         .max(7);
     out.push_str(&" ".repeat(sw - 7 + 2));
-    out.push_str("URL (environment variable, default)\n");
-    for s in &c.services {
+    out.push_str("URL (environment variable, default)");
+    let urls: Vec<String> = c
+        .services
+        .iter()
+        .map(|s| format!("${} or {}", s.env, s.default_url))
+        .collect();
+    let uw = urls.iter().map(String::len).max().unwrap_or(0).max(35);
+    out.push_str(&" ".repeat(uw - 35 + 2));
+    out.push_str("IDENTITY\n");
+    for (s, url) in c.services.iter().zip(&urls) {
+        let plain = if s.allow_plaintext {
+            ", plain http allowed in production"
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "{:sw$}  ${} or {}\n",
-            s.name, s.env, s.default_url
+            "{:sw$}  {url:uw$}  {}{plain}\n",
+            s.name,
+            s.identity.describe()
         ));
     }
     out.push_str("\n/health is answered by the gateway itself. GET routes also answer HEAD.\n");

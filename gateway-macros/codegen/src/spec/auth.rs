@@ -80,3 +80,33 @@ pub struct RouteServiceAuth {
     /// Whether the legacy shared secret is accepted. Default `false`.
     pub shared_secret: Option<bool>,
 }
+
+/// `services.*.identity`: the gateway's proof of identity to one upstream
+/// (contract §6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// `hmac` (v2), `hmac-v1`, `jwt` or `none`.
+    pub kind: IdentityKind,
+    /// Variable holding this service's credential (or `<VAR>_FILE`, a path).
+    pub secret_env: Option<String>,
+    /// Service-token lifetime (`jwt`), at most `300s`. Default `300s`.
+    pub ttl: Option<String>,
+    /// Required with `kind: none`: requests to this service are unsigned.
+    pub unsigned: Option<bool>,
+}
+
+/// How requests to an upstream are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityKind {
+    /// HMAC v2 headers over method, path and query, timestamp, nonce,
+    /// gateway name, tenant and body hash.
+    Hmac,
+    /// The older v1 scheme (method, path, timestamp).
+    HmacV1,
+    /// A short-lived service JWT in `Authorization: Bearer`.
+    Jwt,
+    /// Unsigned (explicit opt-in).
+    None,
+}

@@ -465,3 +465,109 @@ pub(super) fn check_route_auth(
     });
     out
 }
+
+/// Checked `services.*.identity`.
+#[derive(Debug, Clone)]
+pub struct IdentityIr {
+    /// How requests are signed.
+    pub kind: crate::spec::IdentityKind,
+    /// The credential's variable (not for `none`).
+    pub secret_env: Option<String>,
+    /// Service-token lifetime in seconds (`jwt`).
+    pub ttl_s: u64,
+}
+
+impl IdentityIr {
+    /// For the route table.
+    pub fn describe(&self) -> String {
+        use crate::spec::IdentityKind as K;
+        let env = self.secret_env.as_deref().unwrap_or("");
+        match self.kind {
+            K::Hmac => format!("hmac v2 (${env})"),
+            K::HmacV1 => format!("hmac v1 (${env})"),
+            K::Jwt => format!("jwt {}s (${env})", self.ttl_s),
+            K::None => "UNSIGNED".into(),
+        }
+    }
+}
+
+/// `services.*.identity`: every upstream request carries a proof of the
+/// gateway's identity unless the spec says, visibly, that it does not; each
+/// signed kind names its own credential variable.
+pub(super) fn check_identity(
+    cx: &mut Ctx<'_>,
+    service: &str,
+    id: Option<&crate::spec::Identity>,
+) -> IdentityIr {
+    use crate::spec::IdentityKind as K;
+    let at = SpecPath::root().key("services").key(service);
+    let fallback = IdentityIr {
+        kind: K::None,
+        secret_env: None,
+        ttl_s: 300,
+    };
+    let Some(id) = id else {
+        cx.error(
+            &SpecPath::root().key("services").key_name(service),
+            problem(
+                format!("service `{service}` has no outbound identity"),
+                "add `identity: { kind: hmac, secret_env: <VAR> }` (or jwt, hmac-v1); `{ kind: none, unsigned: true }` sends unsigned requests",
+            ),
+        );
+        return fallback;
+    };
+    let at = at.key("identity");
+    match (id.kind, &id.secret_env) {
+        (K::None, Some(_)) => cx.error(
+            &at.key_name("secret_env"),
+            problem("an unsigned service has no credential", "remove `secret_env`, or choose a signed kind"),
+        ),
+        (K::None, None) if id.unsigned != Some(true) => cx.error(
+            &at.key("kind"),
+            problem(
+                "unsigned requests need an explicit opt-in",
+                "add `unsigned: true` to say that this service gets no proof of the gateway's identity",
+            ),
+        ),
+        (K::None, None) => {}
+        (_, None) => cx.error(
+            &at.key("kind"),
+            problem("a signed identity needs its credential variable", "add `secret_env: <VAR>` (the variable, or `<VAR>_FILE` naming a file)"),
+        ),
+        (_, Some(env)) => {
+            cx.check(&at.key("secret_env"), values::env_name(env));
+        }
+    }
+    if id.kind != K::None && id.unsigned.is_some() {
+        cx.error(
+            &at.key_name("unsigned"),
+            problem("`unsigned` only goes with `kind: none`", "remove it"),
+        );
+    }
+    let ttl_s = match (&id.ttl, id.kind) {
+        (Some(_), k) if k != K::Jwt => {
+            cx.error(
+                &at.key_name("ttl"),
+                problem("`ttl` is for service tokens (`kind: jwt`)", "remove it"),
+            );
+            300
+        }
+        (Some(t), _) => match cx.check(&at.key("ttl"), seconds(t, 300)) {
+            Some(0) => {
+                cx.error(
+                    &at.key("ttl"),
+                    problem("a zero lifetime", "use up to `300s`"),
+                );
+                300
+            }
+            Some(n) => n,
+            None => 300,
+        },
+        (None, _) => 300,
+    };
+    IdentityIr {
+        kind: id.kind,
+        secret_env: id.secret_env.clone().filter(|_| id.kind != K::None),
+        ttl_s,
+    }
+}
