@@ -238,6 +238,7 @@ mod tests {
             default_url: "http://localhost:8001",
             identity: crate::outbound::OutboundIdentity::Unsigned,
             allow_plaintext: false,
+            breaker: None,
         };
         let u = upstream_url(&s, &StartupEnv::default()).unwrap();
         assert_eq!(u.authority.as_str(), "localhost:8001");

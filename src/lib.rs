@@ -55,6 +55,7 @@ pub mod __codegen {
     pub use crate::chain::{Flow, RequestCtx, RequestParts, Step};
     pub use crate::config::{StartupEnv, StartupError};
     pub use crate::outbound::OutboundIdentity;
+    pub use crate::policy::breaker::BreakerSpec;
     pub use crate::policy::credentials;
     pub use crate::policy::StripCredentials;
     pub use crate::spec::{GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec};

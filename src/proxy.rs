@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::config::{upstream_url, StartupEnv, StartupError, UpstreamUrl};
 use crate::error::{ErrorKind, GatewayError};
 use crate::outbound::{Clock, Signer};
+use crate::policy::breaker::{Admission, CircuitBreaker};
 use crate::routing::PathMatch;
 use crate::spec::{Part, RouteSpec, ServiceSpec};
 
@@ -29,6 +30,8 @@ pub struct Upstream {
     pub host: HeaderValue,
     /// Adds the gateway's proof of identity to each request.
     pub signer: Signer,
+    /// The upstream's circuit, if it has a breaker.
+    pub breaker: Option<CircuitBreaker>,
 }
 
 /// A request body on its way upstream: the client's stream, or a body the
@@ -78,6 +81,7 @@ impl Proxy {
                 url,
                 host,
                 signer,
+                breaker: s.breaker.map(|b| CircuitBreaker::new(s.name, b)),
             });
         }
         let mut connector = HttpConnector::new();
@@ -148,6 +152,62 @@ impl Proxy {
                 ErrorKind::GatewayTimeout,
                 format!("no response head within {} ms", timeout.as_millis()),
             )),
+        }
+    }
+}
+
+/// One request through an upstream's circuit breaker: admitted or refused
+/// up front, its outcome recorded after, and a probe slot given back if the
+/// request is abandoned (the client left) before an outcome is known.
+#[derive(Debug)]
+pub struct BreakerCall<'u> {
+    breaker: Option<&'u CircuitBreaker>,
+    admission: Admission,
+    done: bool,
+}
+
+impl<'u> BreakerCall<'u> {
+    /// Asks the upstream's breaker.
+    ///
+    /// # Errors
+    /// `503` when the circuit is open: the upstream is not contacted.
+    pub fn admit(upstream: &'u Upstream) -> Result<Self, GatewayError> {
+        let admission = upstream
+            .breaker
+            .as_ref()
+            .map_or(Admission::Allowed, |b| b.admit());
+        if admission == Admission::Rejected {
+            return Err(GatewayError::upstream(
+                ErrorKind::ServiceUnavailable,
+                "circuit open",
+            ));
+        }
+        Ok(BreakerCall {
+            breaker: upstream.breaker.as_ref(),
+            admission,
+            done: false,
+        })
+    }
+
+    /// Records the outcome: 5xx, timeouts and connection failures count
+    /// against the upstream; 4xx and client-side errors do not.
+    pub fn record<T>(mut self, result: &Result<(Response<T>, Duration), GatewayError>) {
+        self.done = true;
+        let Some(b) = self.breaker else {
+            return;
+        };
+        match result {
+            Ok((resp, _)) => b.record(self.admission, !resp.status().is_server_error()),
+            Err(e) if e.side == crate::error::Side::Client => b.release(self.admission),
+            Err(_) => b.record(self.admission, false),
+        }
+    }
+}
+
+impl Drop for BreakerCall<'_> {
+    fn drop(&mut self) {
+        if let (false, Some(b)) = (self.done, self.breaker) {
+            b.release(self.admission);
         }
     }
 }

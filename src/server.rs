@@ -311,10 +311,13 @@ impl<S: Spec> Gateway<S> {
             .signer
             .sign(&mut parts.headers, &outgoing)
             .map_err(|why| GatewayError::upstream(ErrorKind::BadGateway, why))?;
-        let (resp, took) = self
+        let call = proxy::BreakerCall::admit(upstream)?;
+        let result = self
             .proxy
             .send(Request::from_parts(parts, body), spec.timeout)
-            .await?;
+            .await;
+        call.record(&result);
+        let (resp, took) = result?;
         out.upstream_ms = Some(took.as_secs_f64() * 1000.0);
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // The gateway never forwards Upgrade, so a 101 is bogus.

@@ -40,6 +40,8 @@ pub struct ServiceSpec {
     pub identity: crate::outbound::OutboundIdentity,
     /// Plain HTTP allowed when `GATEWAY_ENV=production`.
     pub allow_plaintext: bool,
+    /// The upstream's circuit breaker, if on.
+    pub breaker: Option<crate::policy::breaker::BreakerSpec>,
 }
 
 /// A set of HTTP methods as bits, in `Allow` order.

@@ -4,6 +4,8 @@
 #[path = "support/lib.rs"]
 mod support;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{echo_upstream, get, send, start, Running};
@@ -13,13 +15,49 @@ mod edge_cases {
 }
 
 async fn gateway() -> Running {
+    gateway_with_flaky("http://127.0.0.1:9".into()).await
+}
+
+async fn gateway_with_flaky(flaky: String) -> Running {
     let reader = echo_upstream("reader").await;
     let writer = echo_upstream("writer").await;
     start::<edge_cases::Spec>(&[
         ("READER_URL", format!("http://{reader}")),
         ("WRITER_URL", format!("http://{writer}")),
+        ("FLAKY_URL", flaky),
     ])
     .await
+}
+
+/// An upstream that answers 500 while `healthy` is false, counting hits.
+async fn flaky_upstream(healthy: Arc<AtomicBool>, hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (healthy, hits) = (healthy.clone(), hits.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    hits.fetch_add(1, Ordering::SeqCst);
+                    let ok = healthy.load(Ordering::SeqCst);
+                    async move {
+                        let mut r =
+                            http::Response::new(http_body_util::Full::new(bytes::Bytes::from("x")));
+                        if !ok {
+                            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        }
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    addr
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,5 +201,51 @@ async fn param_route_beats_prefix_route_without_method_fallback() {
     );
     assert_eq!(get(&gw.url("/items")).await.json()["uri"], "/catalog");
     assert_eq!(get(&gw.url("/items/")).await.json()["uri"], "/catalog/");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_circuit_opens_answers_503_without_connecting_and_recovers() {
+    let (healthy, hits) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let addr = flaky_upstream(healthy.clone(), hits.clone()).await;
+    let gw = gateway_with_flaky(format!("http://{addr}")).await;
+    // Three 500s pass through and open the circuit.
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/flaky/x")).await.status, 500);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // While open: 503 JSON, and the upstream is not contacted.
+    for _ in 0..5 {
+        let got = get(&gw.url("/flaky/x")).await;
+        assert_eq!(got.status, 503);
+        assert_eq!(got.json()["error"], "Service temporarily unavailable");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // After open_for, one probe goes through; it fails, so it reopens.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(get(&gw.url("/flaky/x")).await.status, 500);
+    assert_eq!(hits.load(Ordering::SeqCst), 4);
+    assert_eq!(get(&gw.url("/flaky/x")).await.status, 503);
+    // The upstream recovers; the next probe closes the circuit.
+    healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(get(&gw.url("/flaky/x")).await.status, 200);
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/flaky/x")).await.status, 200);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 8);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_upstream_opens_the_circuit_after_502s() {
+    let gw = gateway().await;
+    for _ in 0..3 {
+        assert_eq!(get(&gw.url("/flaky/x")).await.status, 502);
+    }
+    assert_eq!(get(&gw.url("/flaky/x")).await.status, 503);
     gw.shutdown().await;
 }

@@ -160,6 +160,13 @@ fn services_const(c: &Checked) -> TokenStream {
             IdentityKind::None => quote!(rt::OutboundIdentity::Unsigned),
         };
         let plaintext = s.allow_plaintext;
+        let breaker = match s.breaker {
+            Some((failures, open_ms, probes)) => {
+                let open = ms(open_ms);
+                quote!(Some(rt::BreakerSpec { failures: #failures, open_for: #open, probes: #probes }))
+            }
+            None => quote!(None),
+        };
         quote! {
             rt::ServiceSpec {
                 name: #name,
@@ -167,6 +174,7 @@ fn services_const(c: &Checked) -> TokenStream {
                 default_url: #url,
                 identity: #identity,
                 allow_plaintext: #plaintext,
+                breaker: #breaker,
             }
         }
     });

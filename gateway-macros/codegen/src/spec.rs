@@ -82,9 +82,8 @@ pub struct Service {
     /// Upstream TLS settings (planned).
     #[serde(default, deserialize_with = "planned")]
     pub tls: Option<Planned>,
-    /// Circuit breaker (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub circuit_breaker: Option<Planned>,
+    /// Circuit breaker; on with defaults when absent.
+    pub circuit_breaker: Option<CircuitBreaker>,
     /// Allow a plain-HTTP URL when `GATEWAY_ENV=production`.
     pub allow_plaintext: Option<bool>,
 }
@@ -338,4 +337,18 @@ fn parse_help(message: &str) -> String {
     } else {
         "fix the YAML at this position; docs/gateway-yaml.md shows the expected shape".into()
     }
+}
+
+/// `services.*.circuit_breaker`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// `false` turns the breaker off. Default `true`.
+    pub enabled: Option<bool>,
+    /// Consecutive failures that open the circuit. Default 5.
+    pub failures: Option<u32>,
+    /// How long the circuit stays open before probing. Default `30s`.
+    pub open_for: Option<String>,
+    /// Probes admitted at once while half-open. Default 1.
+    pub probes: Option<u32>,
 }

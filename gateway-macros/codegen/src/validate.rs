@@ -68,6 +68,8 @@ pub struct ServiceIr {
     pub identity: auth::IdentityIr,
     /// Plain HTTP allowed in production.
     pub allow_plaintext: bool,
+    /// Circuit breaker: (failures, open for ms, probes), or off.
+    pub breaker: Option<(u32, u64, u32)>,
 }
 
 /// A resolved route.
@@ -255,12 +257,7 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             );
         }
         cx.planned(&at, "tls", s.tls.as_ref(), "upstream TLS");
-        cx.planned(
-            &at,
-            "circuit_breaker",
-            s.circuit_breaker.as_ref(),
-            "circuit breaking",
-        );
+        let breaker = check_breaker(cx, &at, s.circuit_breaker.as_ref());
         let identity = auth::check_identity(cx, name, s.identity.as_ref());
         out.push(ServiceIr {
             name: name.clone(),
@@ -268,10 +265,62 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             default_url: s.url.default.trim_end_matches('/').to_owned(),
             identity,
             allow_plaintext: s.allow_plaintext.unwrap_or(false),
+            breaker,
         });
     }
     check_distinct_credentials(cx, &out);
     out
+}
+
+/// A breaker per upstream is on by default, so one failing service is
+/// answered fast instead of tying up connections; bounds keep it useful.
+fn check_breaker(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    b: Option<&crate::spec::CircuitBreaker>,
+) -> Option<(u32, u64, u32)> {
+    let at = at.key("circuit_breaker");
+    let Some(b) = b else {
+        return Some((5, 30_000, 1));
+    };
+    if b.enabled == Some(false) {
+        if b.failures.is_some() || b.open_for.is_some() || b.probes.is_some() {
+            cx.error(
+                &at.key_name("enabled"),
+                Problem {
+                    message: "a disabled breaker has no other settings".into(),
+                    help: "remove `enabled: false` or the other fields".into(),
+                },
+            );
+        }
+        return None;
+    }
+    let failures = b.failures.unwrap_or(5);
+    if !(1..=1000).contains(&failures) {
+        cx.error(
+            &at.key("failures"),
+            Problem {
+                message: format!("{failures} failures is out of range"),
+                help: "use between 1 and 1000".into(),
+            },
+        );
+    }
+    let probes = b.probes.unwrap_or(1);
+    if !(1..=100).contains(&probes) {
+        cx.error(
+            &at.key("probes"),
+            Problem {
+                message: format!("{probes} probes is out of range"),
+                help: "use between 1 and 100".into(),
+            },
+        );
+    }
+    let open_ms = b
+        .open_for
+        .as_ref()
+        .and_then(|d| cx.check(&at.key("open_for"), values::duration_ms(d)))
+        .unwrap_or(30_000);
+    Some((failures, open_ms, probes))
 }
 
 /// Credentials are per service, never shared: two services signing with

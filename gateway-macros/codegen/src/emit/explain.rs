@@ -99,11 +99,20 @@ pub fn explain(c: &Checked) -> String {
     out.push_str(&" ".repeat(uw - 35 + 2));
     out.push_str("IDENTITY\n");
     for (s, url) in c.services.iter().zip(&urls) {
-        let plain = if s.allow_plaintext {
+        let breaker = match s.breaker {
+            Some((f, ms, p)) => format!(
+                ", breaker {f} failures/{}/{p} probe{}",
+                duration_text(ms),
+                if p == 1 { "" } else { "s" }
+            ),
+            None => ", no breaker".into(),
+        };
+        let plaintext = if s.allow_plaintext {
             ", plain http allowed in production"
         } else {
             ""
         };
+        let plain = format!("{breaker}{plaintext}");
         out.push_str(&format!(
             "{:sw$}  {url:uw$}  {}{plain}\n",
             s.name,

@@ -1,0 +1,215 @@
+//! Circuit breaking per upstream service (contract §7): after too many
+//! consecutive failures (5xx, timeouts, connect errors; never 4xx) the
+//! circuit opens and requests are answered `503` without connecting; after
+//! `open_for` it half-opens and admits a few probes; a successful probe
+//! closes it, a failed one opens it again. State changes are logged.
+//!
+//! Lock-free: a few atomics per service, so no request waits on another.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+/// Settings of one breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSpec {
+    /// Consecutive failures that open the circuit.
+    pub failures: u32,
+    /// How long it stays open before probing.
+    pub open_for: Duration,
+    /// Probes admitted at once while half-open.
+    pub probes: u32,
+}
+
+const CLOSED: u8 = 0;
+const OPEN: u8 = 1;
+const HALF_OPEN: u8 = 2;
+
+/// The breaker's verdict on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Go ahead.
+    Allowed,
+    /// Go ahead as a probe of a half-open circuit; report the outcome.
+    Probe,
+    /// The circuit is open: answer 503 without contacting the upstream.
+    Rejected,
+}
+
+/// One upstream's circuit.
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    service: &'static str,
+    spec: BreakerSpec,
+    state: AtomicU8,
+    consecutive: AtomicU32,
+    opened_at_ms: AtomicU64,
+    probes: AtomicU32,
+    epoch: Instant,
+}
+
+impl CircuitBreaker {
+    /// A closed circuit for `service`.
+    pub fn new(service: &'static str, spec: BreakerSpec) -> Self {
+        CircuitBreaker {
+            service,
+            spec,
+            state: AtomicU8::new(CLOSED),
+            consecutive: AtomicU32::new(0),
+            opened_at_ms: AtomicU64::new(0),
+            probes: AtomicU32::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether a request may go to the upstream now.
+    pub fn admit(&self) -> Admission {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => Admission::Allowed,
+            OPEN => {
+                let open_ms = self.spec.open_for.as_millis() as u64;
+                if self
+                    .now_ms()
+                    .saturating_sub(self.opened_at_ms.load(Ordering::Acquire))
+                    < open_ms
+                {
+                    return Admission::Rejected;
+                }
+                if self
+                    .state
+                    .compare_exchange(OPEN, HALF_OPEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.probes.store(0, Ordering::Release);
+                    tracing::info!(target: "breaker", service = self.service, state = "half_open", "circuit half-open: probing");
+                }
+                self.take_probe()
+            }
+            _ => self.take_probe(),
+        }
+    }
+
+    fn take_probe(&self) -> Admission {
+        let taken = self
+            .probes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.spec.probes).then_some(n + 1)
+            });
+        if taken.is_ok() {
+            Admission::Probe
+        } else {
+            Admission::Rejected
+        }
+    }
+
+    /// Records how an admitted request went.
+    pub fn record(&self, admission: Admission, success: bool) {
+        if success {
+            self.consecutive.store(0, Ordering::Release);
+            if admission == Admission::Probe
+                && self
+                    .state
+                    .compare_exchange(HALF_OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                tracing::info!(target: "breaker", service = self.service, state = "closed", "circuit closed: upstream recovered");
+            }
+            return;
+        }
+        if admission == Admission::Probe {
+            self.open("a probe failed");
+            return;
+        }
+        let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= self.spec.failures && self.state.load(Ordering::Acquire) == CLOSED {
+            self.open("consecutive failures");
+        }
+    }
+
+    fn open(&self, why: &'static str) {
+        self.opened_at_ms.store(self.now_ms(), Ordering::Release);
+        let previous = self.state.swap(OPEN, Ordering::AcqRel);
+        self.consecutive.store(0, Ordering::Release);
+        if previous != OPEN {
+            tracing::warn!(target: "breaker", service = self.service, state = "open", reason = why, "circuit opened");
+        }
+    }
+
+    /// Gives back an admission whose outcome says nothing about the
+    /// upstream (the client went away, or sent a broken body).
+    pub fn release(&self, admission: Admission) {
+        if admission == Admission::Probe {
+            let _ = self
+                .probes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        }
+    }
+
+    /// `closed`, `open` or `half_open`.
+    pub fn state(&self) -> &'static str {
+        match self.state.load(Ordering::Acquire) {
+            CLOSED => "closed",
+            OPEN => "open",
+            _ => "half_open",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(open_ms: u64) -> CircuitBreaker {
+        CircuitBreaker::new(
+            "svc",
+            BreakerSpec {
+                failures: 3,
+                open_for: Duration::from_millis(open_ms),
+                probes: 1,
+            },
+        )
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_and_a_success_resets_the_count() {
+        let b = breaker(60_000);
+        for _ in 0..2 {
+            b.record(b.admit(), false);
+        }
+        b.record(b.admit(), true);
+        for _ in 0..2 {
+            b.record(b.admit(), false);
+        }
+        assert_eq!(
+            b.admit(),
+            Admission::Allowed,
+            "2 + 2 failures are not 3 in a row"
+        );
+        b.record(Admission::Allowed, false);
+        assert_eq!(b.state(), "open");
+        assert_eq!(b.admit(), Admission::Rejected);
+    }
+
+    #[test]
+    fn half_open_admits_limited_probes_then_closes_or_reopens() {
+        let b = breaker(30);
+        for _ in 0..3 {
+            b.record(Admission::Allowed, false);
+        }
+        assert_eq!(b.admit(), Admission::Rejected);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(b.admit(), Admission::Probe);
+        assert_eq!(b.admit(), Admission::Rejected, "one probe at a time");
+        b.record(Admission::Probe, false);
+        assert_eq!(b.state(), "open", "a failed probe reopens");
+        assert_eq!(b.admit(), Admission::Rejected);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(b.admit(), Admission::Probe);
+        b.record(Admission::Probe, true);
+        assert_eq!(b.state(), "closed");
+        assert_eq!(b.admit(), Admission::Allowed);
+    }
+}
