@@ -1,9 +1,11 @@
-//! For upstream services written in Rust: check that a request really
-//! comes from the gateway ([`ServiceVerifier`]).
+//! For services written in Rust: check that a request really comes from
+//! the gateway ([`ServiceVerifier`]), and call other services the way the
+//! gateway does ([`ServiceClient`], the twin of the seed's `fetchService()`).
 //!
-//! It is the gateway's own verification code (the same HMAC verifier,
-//! window and replay cache it applies to its callers), configured with the
-//! credential the gateway signs this service's requests with.
+//! Both are the gateway's own code, not copies: the verifier is the HMAC
+//! verifier (window, replay cache) the gateway applies to its callers; the
+//! client signs with the gateway's [`Signer`] and breaks circuits with its
+//! [`CircuitBreaker`].
 //!
 //! ```no_run
 //! use gateway::service::ServiceVerifier;
@@ -23,13 +25,24 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::AUTHORIZATION;
+use http::{HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::hmac::{self, Admits, HmacVerifier, HmacVersions, Mode, Signed};
 use crate::auth::{secrets, SigningHeaders};
-use crate::config::{StartupEnv, StartupError};
+use crate::config::{upstream_url, StartupEnv, StartupError, UpstreamUrl};
+use crate::outbound::{Outgoing, Signer, SystemClock};
+use crate::policy::breaker::{Admission, CircuitBreaker};
+use crate::spec::ServiceSpec;
 
 /// How the gateway proved itself on a verified request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,5 +245,271 @@ impl ServiceVerifier {
             proof: Proof::Jwt,
             tenant: None,
         })
+    }
+}
+
+// === impl ServiceClient ===
+
+/// The ids and identity a call carries to the next service.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The verified tenant, if any.
+    pub tenant: Option<String>,
+    /// The correlation id of the request being served (a fresh one if none).
+    pub correlation_id: Option<String>,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The service's circuit is open; it was not contacted.
+    #[error("service `{0}` is temporarily unavailable (circuit open)")]
+    CircuitOpen(String),
+    /// No response within the timeout.
+    #[error("service `{0}` did not answer within the timeout")]
+    Timeout(String),
+    /// It could not be reached.
+    #[error("service `{service}` could not be reached: {why}")]
+    Connect {
+        /// The service.
+        service: String,
+        /// What failed.
+        why: String,
+    },
+    /// It answered with a non-2xx status.
+    #[error("service `{service}` answered {status}")]
+    Status {
+        /// The service.
+        service: String,
+        /// The status.
+        status: u16,
+        /// The body it sent.
+        body: Bytes,
+    },
+    /// Its answer was not the expected JSON.
+    #[error("service `{service}` sent a body that is not the expected JSON: {why}")]
+    Decode {
+        /// The service.
+        service: String,
+        /// What failed.
+        why: String,
+    },
+}
+
+/// Calls another service the way the gateway does: URL from the
+/// environment, the caller's signature (same [`Signer`]), tenant and
+/// correlation id propagated, a fresh request id, a timeout, a circuit
+/// breaker (same [`CircuitBreaker`]), and JSON decoded or a typed error.
+///
+/// ```no_run
+/// use gateway::service::{CallContext, ServiceClient};
+/// use gateway::spec::ServiceSpec;
+/// use gateway::outbound::OutboundIdentity;
+///
+/// static INSIGHTS: ServiceSpec = ServiceSpec {
+///     name: "insights",
+///     url_env: "INSIGHTS_SERVICE_URL",
+///     default_url: "http://localhost:3005",
+///     identity: OutboundIdentity::Hmac { secret_env: "INSIGHTS_SERVICE_SECRET" },
+///     allow_plaintext: false,
+///     breaker: None,
+/// };
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let env = gateway::config::StartupEnv::from_process();
+/// let insights = ServiceClient::new("api-gateway", &INSIGHTS, std::time::Duration::from_secs(5), &env)?;
+/// let ctx = CallContext { tenant: Some("acme".into()), correlation_id: None };
+/// let trends: serde_json::Value = insights.get("/api/v1/trends?window=7d", &ctx).await?;
+/// # Ok(()) }
+/// ```
+pub struct ServiceClient {
+    service: &'static str,
+    url: UpstreamUrl,
+    signer: Signer,
+    breaker: Option<CircuitBreaker>,
+    timeout: Duration,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for ServiceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceClient {
+    /// A client for `spec`, calling as `caller`.
+    ///
+    /// # Errors
+    /// An unusable URL or a missing credential, naming the variable.
+    pub fn new(
+        caller: &'static str,
+        spec: &'static ServiceSpec,
+        timeout: Duration,
+        env: &StartupEnv,
+    ) -> Result<Self, StartupError> {
+        let url = upstream_url(spec, env)?;
+        let signer = Signer::new(
+            caller,
+            spec.name,
+            spec.identity,
+            env,
+            std::sync::Arc::new(SystemClock),
+        )?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        Ok(ServiceClient {
+            service: spec.name,
+            url,
+            signer,
+            breaker: spec.breaker.map(|b| CircuitBreaker::new(spec.name, b)),
+            timeout,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// `GET path_and_query`, decoding JSON.
+    ///
+    /// # Errors
+    /// See [`ServiceError`].
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+        ctx: &CallContext,
+    ) -> Result<T, ServiceError> {
+        self.call(Method::GET, path_and_query, None::<&()>, ctx)
+            .await
+    }
+
+    /// Calls the service with an optional JSON body and decodes its JSON
+    /// answer.
+    ///
+    /// # Errors
+    /// See [`ServiceError`].
+    pub async fn call<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        ctx: &CallContext,
+    ) -> Result<T, ServiceError> {
+        let service = || self.service.to_owned();
+        let admission = self
+            .breaker
+            .as_ref()
+            .map_or(Admission::Allowed, CircuitBreaker::admit);
+        if admission == Admission::Rejected {
+            return Err(ServiceError::CircuitOpen(service()));
+        }
+        let result = self.send(method, path_and_query, body, ctx).await;
+        if let Some(b) = &self.breaker {
+            match &result {
+                Ok((status, _)) => b.record(admission, *status < 500),
+                Err(ServiceError::Decode { .. }) => b.release(admission),
+                Err(_) => b.record(admission, false),
+            }
+        }
+        let (status, bytes) = result?;
+        if !(200..300).contains(&status) {
+            return Err(ServiceError::Status {
+                service: service(),
+                status,
+                body: bytes,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ServiceError::Decode {
+            service: service(),
+            why: e.to_string(),
+        })
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&B>,
+        ctx: &CallContext,
+    ) -> Result<(u16, Bytes), ServiceError> {
+        let service = || self.service.to_owned();
+        let bytes = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b).map_err(|e| ServiceError::Decode {
+                service: service(),
+                why: format!("cannot encode the request body: {e}"),
+            })?),
+            None => Bytes::new(),
+        };
+        let pq = format!("{}{path_and_query}", self.url.base_path);
+        let uri = format!("{}://{}{pq}", self.url.scheme, self.url.authority);
+        let mut req = Request::builder().method(method.clone()).uri(uri);
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let correlation = ctx
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| request_id.clone());
+        let headers = req.headers_mut().ok_or_else(|| ServiceError::Connect {
+            service: service(),
+            why: "invalid request".into(),
+        })?;
+        headers.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        if body.is_some() {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        for (name, value) in [
+            ("x-request-id", Some(request_id.as_str())),
+            ("x-correlation-id", Some(correlation.as_str())),
+            ("x-tenant-id", ctx.tenant.as_deref()),
+        ] {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(name, v);
+            }
+        }
+        let digest = hmac::body_sha256(&bytes);
+        let outgoing = Outgoing {
+            method: method.as_str(),
+            path_and_query: &pq,
+            tenant: ctx.tenant.as_deref(),
+            body_sha256: Some(&digest),
+        };
+        self.signer
+            .sign(headers, &outgoing)
+            .map_err(|why| ServiceError::Connect {
+                service: service(),
+                why: why.into(),
+            })?;
+        let req = req
+            .body(Full::new(bytes))
+            .map_err(|e| ServiceError::Connect {
+                service: service(),
+                why: e.to_string(),
+            })?;
+        let resp = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => return Err(ServiceError::Timeout(service())),
+            Ok(Err(e)) => {
+                return Err(ServiceError::Connect {
+                    service: service(),
+                    why: std::error::Error::source(&e)
+                        .map_or_else(|| e.to_string(), |s| s.to_string()),
+                })
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status().as_u16();
+        let body = tokio::time::timeout(self.timeout, resp.into_body().collect())
+            .await
+            .map_err(|_| ServiceError::Timeout(service()))?
+            .map_err(|e| ServiceError::Connect {
+                service: service(),
+                why: e.to_string(),
+            })?
+            .to_bytes();
+        Ok((status, body))
     }
 }

@@ -5,92 +5,21 @@
 #[path = "support/lib.rs"]
 mod support;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use gateway::config::StartupEnv;
 use gateway::log::AccessSink;
 use gateway::server::Gateway;
 use gateway::service::{Proof, ServiceVerifier};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde_json::{json, Value};
-use support::{now, send, sign_claims, start_shared, AEGIS_SERVICES};
+use serde_json::json;
+use support::{
+    now, send, sign_claims, start_shared, verifier, verifying_upstream, Log, Received,
+    AEGIS_SERVICES,
+};
 
 mod outbound {
     gateway_macros::spec!("tests/specs/outbound.yaml");
-}
-
-/// A request as an upstream received it.
-#[derive(Clone, Debug)]
-struct Received {
-    parts: http::request::Parts,
-    body: Bytes,
-}
-
-type Log = Arc<Mutex<Vec<Received>>>;
-
-/// An upstream that checks every request with `verifier`, answers with the
-/// verdict as JSON, and keeps what it received.
-async fn verifying_upstream(verifier: Arc<Mutex<ServiceVerifier>>) -> (SocketAddr, Log) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log = Log::default();
-    let kept = log.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (verifier, kept) = (verifier.clone(), kept.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let (verifier, kept) = (verifier.clone(), kept.clone());
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let verdict = match verifier.lock().unwrap().verify(&parts, &body) {
-                            Ok(v) => {
-                                json!({"ok": true, "caller": v.caller, "proof": format!("{:?}", v.proof), "tenant": v.tenant})
-                            }
-                            Err(r) => json!({"ok": false, "reason": r.reason}),
-                        };
-                        let headers: serde_json::Map<String, Value> = parts
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
-                            .collect();
-                        kept.lock().unwrap().push(Received {
-                            parts: parts.clone(),
-                            body,
-                        });
-                        let out = json!({"verdict": verdict, "uri": parts.uri.to_string(), "headers": headers});
-                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(out.to_string()))))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, log)
-}
-
-fn verifier(service: &str, gateway: &str, secrets: &[&str]) -> Arc<Mutex<ServiceVerifier>> {
-    Arc::new(Mutex::new(ServiceVerifier::new(
-        service,
-        gateway,
-        secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
-        Duration::from_secs(60),
-    )))
 }
 
 #[tokio::test(flavor = "multi_thread")]

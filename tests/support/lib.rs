@@ -11,6 +11,7 @@ use bytes::Bytes;
 use gateway::config::StartupEnv;
 use gateway::log::AccessSink;
 use gateway::server::{serve, Gateway};
+use gateway::service::ServiceVerifier;
 use gateway::spec::Spec;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -18,6 +19,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
+use std::sync::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -312,4 +314,85 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// === verifying upstreams (outbound identity) ===
+
+/// A request as an upstream received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+}
+
+pub type Log = Arc<Mutex<Vec<Received>>>;
+
+/// An upstream that checks every request with `verifier`, answers with the
+/// verdict as JSON, and keeps what it received. Paths ending in `/slow`
+/// wait 2 s, `/missing` is 404, `/broken` 500, `/notjson` not JSON.
+pub async fn verifying_upstream(verifier: Arc<Mutex<ServiceVerifier>>) -> (SocketAddr, Log) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Log::default();
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (verifier, kept) = (verifier.clone(), kept.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (verifier, kept) = (verifier.clone(), kept.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let verdict = match verifier.lock().unwrap().verify(&parts, &body) {
+                            Ok(v) => {
+                                json!({"ok": true, "caller": v.caller, "proof": format!("{:?}", v.proof), "tenant": v.tenant})
+                            }
+                            Err(r) => json!({"ok": false, "reason": r.reason}),
+                        };
+                        let headers: serde_json::Map<String, Value> = parts
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+                            .collect();
+                        kept.lock().unwrap().push(Received {
+                            parts: parts.clone(),
+                            body,
+                        });
+                        let out = json!({"verdict": verdict, "uri": parts.uri.to_string(), "headers": headers});
+                        let path = parts.uri.path().to_owned();
+                        if path.ends_with("/slow") {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                        }
+                        let mut resp = Response::new(Full::new(Bytes::from(out.to_string())));
+                        if path.ends_with("/missing") {
+                            *resp.status_mut() = http::StatusCode::NOT_FOUND;
+                        } else if path.ends_with("/broken") {
+                            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                        } else if path.ends_with("/notjson") {
+                            *resp.body_mut() = Full::new(Bytes::from_static(b"<html>"));
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+pub fn verifier(service: &str, gateway: &str, secrets: &[&str]) -> Arc<Mutex<ServiceVerifier>> {
+    Arc::new(Mutex::new(ServiceVerifier::new(
+        service,
+        gateway,
+        secrets.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        Duration::from_secs(60),
+    )))
 }
