@@ -62,8 +62,12 @@ impl Proxy {
         for s in services {
             let url = upstream_url(s, env)?;
             if production && url.scheme == http::uri::Scheme::HTTP && !s.allow_plaintext {
+                let var = match env.get(s.url_env) {
+                    Some(_) => s.url_env.to_owned(),
+                    None => format!("default URL of service `{}`", s.name),
+                };
                 return Err(StartupError::UpstreamUrl {
-                    var: s.url_env.to_owned(),
+                    var,
                     value: format!("{}://{}", url.scheme, url.authority),
                     why: "plain HTTP is refused when GATEWAY_ENV=production (set `allow_plaintext: true` on the service to accept it)",
                 });

@@ -279,12 +279,13 @@ impl<S: Spec> Gateway<S> {
         out.upstream = Some(upstream.name);
         let pq = proxy::upstream_path(spec, &m, path, parts.uri.query(), &upstream.url.base_path);
         drop(m);
+        // Authentication and authorization need only the head: refuse what
+        // cannot pass before any body is read (contract §2 order).
+        if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, &parts) {
+            return Err(e);
+        }
         let body = match spec.buffer_body {
             Some(limit) => {
-                // Refuse what cannot pass before buffering anything.
-                if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, &parts) {
-                    return Err(e);
-                }
                 let bytes = read_body(&parts, body, limit).await?;
                 ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
                 Either::Right(Full::new(bytes))

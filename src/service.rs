@@ -80,6 +80,7 @@ pub struct ServiceVerifier {
     hmac: HmacVerifier,
     jwt_keys: Vec<DecodingKey>,
     window: Duration,
+    accepted: Vec<Proof>,
 }
 
 impl std::fmt::Debug for ServiceVerifier {
@@ -107,7 +108,16 @@ impl ServiceVerifier {
             hmac: HmacVerifier::from_secrets(map, Vec::new(), window, 100_000, Mode::Enforce),
             jwt_keys,
             window,
+            accepted: vec![Proof::HmacV2, Proof::HmacV1, Proof::Jwt],
         }
+    }
+
+    /// Accepts only these proofs: a service the gateway signs with HMAC v2
+    /// should not also accept the weaker v1 (`with_proofs(&[Proof::HmacV2])`).
+    #[must_use]
+    pub fn with_proofs(mut self, proofs: &[Proof]) -> Self {
+        self.accepted = proofs.to_vec();
+        self
     }
 
     /// [`ServiceVerifier::new`] with the secrets in `var` (comma-separated)
@@ -158,6 +168,21 @@ impl ServiceVerifier {
     /// # Errors
     /// The reason the proof does not hold.
     pub fn verify_at(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+        now: u64,
+    ) -> Result<VerifiedCall, Rejected> {
+        let call = self.verify_any(parts, body, now)?;
+        if !self.accepted.contains(&call.proof) {
+            return Err(Rejected {
+                reason: "proof_not_accepted",
+            });
+        }
+        Ok(call)
+    }
+
+    fn verify_any(
         &self,
         parts: &http::request::Parts,
         body: &[u8],

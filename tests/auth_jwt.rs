@@ -559,3 +559,72 @@ async fn revoked_tokens_and_subjects_are_401_and_the_list_reloads() {
     assert_eq!(call(token("dave", "fine-id")).await.status, 401);
     gw.shutdown().await;
 }
+
+mod identity {
+    gateway_macros::spec!("tests/specs/identity.yaml");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audience_and_tenant_claims_when_configured() {
+    let up = echo_upstream("backend").await;
+    let lines = Lines::default();
+    let secret = "identity-jwt-secret";
+    let (gw, _) = start_shared::<identity::Spec>(
+        &[
+            ("ID_BACKEND_URL", format!("http://{up}")),
+            ("ID_JWT_SECRET", secret.into()),
+            ("ID_BILLING_SECRET", "b".into()),
+            ("ID_REPORTING_SECRET", "r".into()),
+            ("ID_SHARED_SECRET", "s".into()),
+            ("ID_SERVICE_TOKEN", "t".into()),
+        ],
+        AccessSink::Memory(lines.clone()),
+    )
+    .await;
+    let token = |aud: Value| {
+        let c =
+            json!({"sub": "u1", "iss": "id-issuer", "aud": aud, "org": "acme", "exp": now() + 600});
+        format!("Bearer {}", sign_claims(&c, secret))
+    };
+    let ok = get_with(
+        &gw,
+        "/user/x",
+        &[("authorization", &token(json!("gateway")))],
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.json()["headers"]["x-tenant-id"],
+        "acme",
+        "tenant from the verified claim"
+    );
+    let listed = get_with(
+        &gw,
+        "/user/x",
+        &[("authorization", &token(json!(["other", "gateway"])))],
+    )
+    .await;
+    assert_eq!(
+        listed.status, 200,
+        "aud may be a list containing the audience"
+    );
+    let wrong = get_with(
+        &gw,
+        "/user/x",
+        &[("authorization", &token(json!("someone-else")))],
+    )
+    .await;
+    assert_401(&wrong, "Invalid token");
+    assert_eq!(events(&lines).last().unwrap()["reason"], "wrong_audience");
+    // The access log names the verified caller and tenant.
+    let access: Vec<Value> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["target"] == "access" && v["status"] == 200)
+        .collect();
+    assert_eq!(access[0]["caller"], "u1");
+    assert_eq!(access[0]["tenant"], "acme");
+    gw.shutdown().await;
+}

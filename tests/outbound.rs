@@ -236,6 +236,21 @@ async fn tampering_in_transit_is_detected_and_every_request_is_signed_anew() {
             "{what}"
         );
     }
+    // A verifier that only accepts v1 refuses these v2 proofs.
+    let v1_only = ServiceVerifier::new(
+        "signed_v2",
+        "outbound-gateway",
+        vec![V2_SECRET.as_bytes().to_vec()],
+        Duration::from_secs(60),
+    )
+    .with_proofs(&[Proof::HmacV1]);
+    assert_eq!(
+        v1_only
+            .verify_at(&seen[0].parts, &seen[0].body, ts)
+            .unwrap_err()
+            .reason,
+        "proof_not_accepted"
+    );
     // The second request was signed anew and verifies on its own.
     assert_eq!(
         check(&seen[1].parts, &seen[1].body).map(|v| v.proof),
@@ -356,7 +371,17 @@ fn start_up_needs_every_credential_and_https_in_production() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.starts_with("OUT_V1_URL") && e.contains("plain HTTP is refused"),
+        e.starts_with("default URL of service `signed_v1`") && e.contains("plain HTTP is refused"),
         "{e}"
     );
+    let e = start(
+        &[
+            ("GATEWAY_ENV", "production"),
+            ("OUT_V1_URL", "http://10.0.0.1:80"),
+        ],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("OUT_V1_URL: `http://10.0.0.1:80`"), "{e}");
 }

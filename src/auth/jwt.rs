@@ -396,7 +396,8 @@ impl JwtAuth {
 }
 
 impl Step for JwtAuth {
-    fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow {
+    // The head is all this step needs, so it runs before any body is read.
+    fn before_body(&self, ctx: &mut RequestCtx, req: &RequestParts) -> Flow {
         let Some(token) =
             token_from(&req.headers, self.verifier.spec.cookie).filter(|t| !t.is_empty())
         else {
@@ -425,6 +426,10 @@ impl Step for JwtAuth {
             }
         }
     }
+
+    fn on_request(&self, _: &mut RequestCtx, _: &mut RequestParts) -> Flow {
+        Flow::Continue
+    }
 }
 
 /// Chain step: the verified user must hold one of these roles (403).
@@ -432,7 +437,8 @@ impl Step for JwtAuth {
 pub struct RequireRoles(pub &'static [&'static str]);
 
 impl Step for RequireRoles {
-    fn on_request(&self, ctx: &mut RequestCtx, _: &mut RequestParts) -> Flow {
+    // The head is all this step needs, so it runs before any body is read.
+    fn before_body(&self, ctx: &mut RequestCtx, _: &RequestParts) -> Flow {
         let user = ctx.user.as_ref();
         if user.is_some_and(|u| u.roles.iter().any(|r| self.0.contains(&r.as_str()))) {
             return Flow::Continue;
@@ -444,6 +450,10 @@ impl Step for RequireRoles {
         Flow::Respond(GatewayError::client(ErrorKind::Forbidden(
             "Insufficient role",
         )))
+    }
+
+    fn on_request(&self, _: &mut RequestCtx, _: &mut RequestParts) -> Flow {
+        Flow::Continue
     }
 }
 

@@ -39,7 +39,8 @@ impl ServiceTokenAuth {
 }
 
 impl Step for ServiceTokenAuth {
-    fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow {
+    // The head is all this step needs, so it runs before any body is read.
+    fn before_body(&self, ctx: &mut RequestCtx, req: &RequestParts) -> Flow {
         let given = req
             .headers
             .get("x-service-token")
@@ -61,5 +62,9 @@ impl Step for ServiceTokenAuth {
         };
         ctx.auth_failure = Some(AuthFailure::enforced(reason, None));
         Flow::Respond(GatewayError::client(ErrorKind::InvalidServiceToken))
+    }
+
+    fn on_request(&self, _: &mut RequestCtx, _: &mut RequestParts) -> Flow {
+        Flow::Continue
     }
 }

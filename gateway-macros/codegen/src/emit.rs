@@ -391,30 +391,14 @@ fn spec_impl(c: &Checked) -> TokenStream {
         let k = format_ident!("{}", r.const_name());
         quote!(RouteId::#v => &#k)
     });
-    // Only routes that read the body before their chain have a head-only
-    // phase worth running.
-    let reads_body: Vec<&RouteIr> = c
-        .routes
-        .iter()
-        .filter(|r| r.auth.service.as_ref().is_some_and(|s| s.v2))
-        .collect();
-    let before_body = if reads_body.is_empty() {
-        quote! {
-            let _ = (chains, route, ctx, req);
-            rt::Flow::Continue
-        }
-    } else {
-        let arms = reads_body.iter().map(|r| {
-            let v = format_ident!("{}", r.variant());
-            let f = format_ident!("{}", r.id);
-            quote!(RouteId::#v => rt::Step::before_body(&chains.#f, ctx, req))
-        });
-        let rest = (reads_body.len() < c.routes.len()).then(|| quote!(_ => rt::Flow::Continue,));
-        quote! {
-            match route {
-                #(#arms,)*
-                #rest
-            }
+    let before_arms = c.routes.iter().map(|r| {
+        let v = format_ident!("{}", r.variant());
+        let f = format_ident!("{}", r.id);
+        quote!(RouteId::#v => rt::Step::before_body(&chains.#f, ctx, req))
+    });
+    let before_body = quote! {
+        match route {
+            #(#before_arms,)*
         }
     };
     let chain_arms = c.routes.iter().map(|r| {

@@ -169,6 +169,7 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
     };
     let gateway = check_gateway(&mut cx, spec);
     let services = check_services(&mut cx, spec);
+    check_secret_reuse(&mut cx, &gateway, &services);
     check_policies(&mut cx, spec);
     let mut routes = Vec::new();
     for i in 0..spec.routes.len() {
@@ -270,6 +271,64 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
     }
     check_distinct_credentials(cx, &out);
     out
+}
+
+/// A credential has one job. The JWT user secret signs nothing else (else
+/// a service token the gateway mints would pass as a user's), and the
+/// shared secret is no service's credential. A calling service's secret
+/// may double as the gateway's credential for that same service: its
+/// signatures name the signer, so one cannot be replayed as the other.
+fn check_secret_reuse(cx: &mut Ctx<'_>, g: &GatewayIr, services: &[ServiceIr]) {
+    let outbound: Vec<(&str, &str)> = services
+        .iter()
+        .filter_map(|s| {
+            s.identity
+                .secret_env
+                .as_deref()
+                .map(|e| (e, s.name.as_str()))
+        })
+        .collect();
+    let jwt_at = SpecPath::root().key("gateway").key("jwt").key("secret_env");
+    let sa_at = SpecPath::root().key("gateway").key("service_auth");
+    let reuse = |cx: &mut Ctx<'_>, at: &SpecPath, var: &str, other: String| {
+        cx.error(
+            at,
+            Problem {
+                message: format!("`{var}` is also {other}"),
+                help: "give every credential its own variable".into(),
+            },
+        );
+    };
+    let jwt = g.jwt.as_ref().and_then(|j| j.secret_env.as_deref());
+    if let Some(var) = jwt {
+        if let Some((_, svc)) = outbound.iter().find(|(e, _)| *e == var) {
+            reuse(
+                cx,
+                &jwt_at,
+                var,
+                format!("the outbound credential of `{svc}`"),
+            );
+        }
+    }
+    let Some(sa) = &g.service_auth else {
+        return;
+    };
+    for (caller, var) in &sa.callers {
+        let at = sa_at.key("callers").key(caller);
+        if jwt == Some(var.as_str()) {
+            reuse(cx, &at, var, "the JWT secret".into());
+        } else if let Some((_, svc)) = outbound.iter().find(|(e, s)| e == var && s != caller) {
+            reuse(cx, &at, var, format!("the outbound credential of `{svc}`"));
+        }
+    }
+    if let Some(var) = sa.shared_secret_env.as_deref() {
+        let at = sa_at.key("shared_secret_env");
+        if jwt == Some(var) {
+            reuse(cx, &at, var, "the JWT secret".into());
+        } else if let Some((_, svc)) = outbound.iter().find(|(e, _)| *e == var) {
+            reuse(cx, &at, var, format!("the outbound credential of `{svc}`"));
+        }
+    }
 }
 
 /// A breaker per upstream is on by default, so one failing service is
