@@ -117,7 +117,7 @@ pub fn listen_addr(g: &GatewaySpec, env: &StartupEnv) -> Result<SocketAddr, Star
 /// An upstream base URL, split for building request URIs.
 #[derive(Debug, Clone)]
 pub struct UpstreamUrl {
-    /// `http` (https arrives with upstream TLS).
+    /// `http` or `https`.
     pub scheme: http::uri::Scheme,
     /// `host:port`.
     pub authority: http::uri::Authority,
@@ -144,13 +144,8 @@ pub fn upstream_url(s: &ServiceSpec, env: &StartupEnv) -> Result<UpstreamUrl, St
     };
     let uri: http::Uri = value.parse().map_err(|_| err("not a URL"))?;
     let scheme = uri.scheme().cloned().ok_or_else(|| err("no scheme"))?;
-    if scheme == http::uri::Scheme::HTTPS {
-        return Err(err(
-            "https upstreams are not supported yet (upstream TLS is planned)",
-        ));
-    }
-    if scheme != http::uri::Scheme::HTTP {
-        return Err(err("the scheme must be http"));
+    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
+        return Err(err("the scheme must be http or https"));
     }
     let authority = uri.authority().cloned().ok_or_else(|| err("no host"))?;
     if authority.as_str().contains('@') {
@@ -239,6 +234,7 @@ mod tests {
             identity: crate::outbound::OutboundIdentity::Unsigned,
             allow_plaintext: false,
             breaker: None,
+            tls_ca_env: None,
         };
         let u = upstream_url(&s, &StartupEnv::default()).unwrap();
         assert_eq!(u.authority.as_str(), "localhost:8001");

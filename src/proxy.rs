@@ -30,6 +30,8 @@ pub struct Upstream {
     pub host: HeaderValue,
     /// Adds the gateway's proof of identity to each request.
     pub signer: Signer,
+    /// The pooled client for this upstream.
+    client: Client<Connector, ProxyBody>,
     /// The upstream's circuit, if it has a breaker.
     pub breaker: Option<CircuitBreaker>,
 }
@@ -38,11 +40,76 @@ pub struct Upstream {
 /// gateway read first (to verify a signature over it).
 pub type ProxyBody = http_body_util::Either<Incoming, http_body_util::Full<bytes::Bytes>>;
 
-/// The upstream client and every resolved service.
+/// What connects to upstreams: plain TCP for `http://`, rustls for
+/// `https://` (certificates always verified).
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Every resolved service, each with its own pooled client.
 #[derive(Debug)]
 pub struct Proxy {
-    client: Client<HttpConnector, ProxyBody>,
     upstreams: Vec<Upstream>,
+}
+
+/// The connector for one service: `https://` upstreams are verified
+/// against the CA bundle its `tls.ca_file_env` names, else the system
+/// roots (the bundled Mozilla roots where the system has none), with SNI
+/// from the URL's host. No setting disables verification.
+///
+/// # Errors
+/// The CA bundle cannot be read or holds no certificate, naming its
+/// variable.
+pub fn connector(
+    s: &ServiceSpec,
+    env: &StartupEnv,
+    connect_timeout: Duration,
+) -> Result<Connector, StartupError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(var) = s.tls_ca_env {
+        let bad = |why: String| StartupError::BadKey {
+            var: var.to_owned(),
+            why,
+        };
+        let path = env.get(var).ok_or_else(|| StartupError::MissingSecret {
+            var: var.to_owned(),
+            what: format!("the path of the CA bundle for service `{}`", s.name),
+        })?;
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(format!("cannot read `{path}`: {e}")))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("`{path}` is not a PEM CA bundle: {e}")))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(bad(format!("`{path}` holds no usable CA certificate")));
+        }
+    } else {
+        let native = rustls_native_certs::load_native_certs();
+        roots.add_parsable_certificates(native.certs);
+        if roots.is_empty() {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartupError::Config {
+            var: format!("services.{}.tls", s.name),
+            why: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    // The TLS layer wraps this connector, so it must accept https URIs too.
+    http.enforce_http(false);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
 }
 
 impl Proxy {
@@ -80,22 +147,20 @@ impl Proxy {
                     why: "the host is not a valid header value",
                 }
             })?;
+            let client = Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_timer(TokioTimer::new())
+                .build(connector(s, env, connect_timeout)?);
             upstreams.push(Upstream {
                 name: s.name,
                 url,
                 host,
                 signer,
+                client,
                 breaker: s.breaker.map(|b| CircuitBreaker::new(s.name, b)),
             });
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
-        Ok(Proxy { client, upstreams })
+        Ok(Proxy { upstreams })
     }
 
     /// Re-reads file-based credentials (SIGHUP).
@@ -129,11 +194,12 @@ impl Proxy {
     /// timeout.
     pub async fn send(
         &self,
+        upstream: &Upstream,
         req: Request<ProxyBody>,
         timeout: Duration,
     ) -> Result<(Response<Incoming>, Duration), GatewayError> {
         let started = Instant::now();
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        match tokio::time::timeout(timeout, upstream.client.request(req)).await {
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
             Ok(Err(e)) if from_client_body(&e) => Err(GatewayError::client(ErrorKind::BadRequest(
                 "Malformed request body",

@@ -315,7 +315,7 @@ impl<S: Spec> Gateway<S> {
         let call = proxy::BreakerCall::admit(upstream)?;
         let result = self
             .proxy
-            .send(Request::from_parts(parts, body), spec.timeout)
+            .send(upstream, Request::from_parts(parts, body), spec.timeout)
             .await;
         call.record(&result);
         let (resp, took) = result?;

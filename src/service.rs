@@ -29,7 +29,6 @@ use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -338,6 +337,7 @@ pub enum ServiceError {
 ///     identity: OutboundIdentity::Hmac { secret_env: "INSIGHTS_SERVICE_SECRET" },
 ///     allow_plaintext: false,
 ///     breaker: None,
+///     tls_ca_env: None,
 /// };
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -353,7 +353,7 @@ pub struct ServiceClient {
     signer: Signer,
     breaker: Option<CircuitBreaker>,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::proxy::Connector, Full<Bytes>>,
 }
 
 impl std::fmt::Debug for ServiceClient {
@@ -383,8 +383,7 @@ impl ServiceClient {
             env,
             std::sync::Arc::new(SystemClock),
         )?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
+        let connector = crate::proxy::connector(spec, env, timeout)?;
         Ok(ServiceClient {
             service: spec.name,
             url,

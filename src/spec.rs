@@ -42,6 +42,9 @@ pub struct ServiceSpec {
     pub allow_plaintext: bool,
     /// The upstream's circuit breaker, if on.
     pub breaker: Option<crate::policy::breaker::BreakerSpec>,
+    /// Variable naming a PEM CA bundle for an `https://` upstream (the
+    /// system roots otherwise).
+    pub tls_ca_env: Option<&'static str>,
 }
 
 /// A set of HTTP methods as bits, in `Allow` order.

@@ -28,6 +28,7 @@ static INSIGHTS: ServiceSpec = ServiceSpec {
         open_for: Duration::from_secs(60),
         probes: 1,
     }),
+    tls_ca_env: None,
 };
 
 static ML: ServiceSpec = ServiceSpec {
@@ -40,6 +41,7 @@ static ML: ServiceSpec = ServiceSpec {
     },
     allow_plaintext: true,
     breaker: None,
+    tls_ca_env: None,
 };
 
 async fn client(

@@ -167,6 +167,10 @@ fn services_const(c: &Checked) -> TokenStream {
             }
             None => quote!(None),
         };
+        let ca = match &s.tls_ca_env {
+            Some(e) => quote!(Some(#e)),
+            None => quote!(None),
+        };
         quote! {
             rt::ServiceSpec {
                 name: #name,
@@ -175,6 +179,7 @@ fn services_const(c: &Checked) -> TokenStream {
                 identity: #identity,
                 allow_plaintext: #plaintext,
                 breaker: #breaker,
+                tls_ca_env: #ca,
             }
         }
     });

@@ -79,9 +79,8 @@ pub struct Service {
     pub url: ServiceUrl,
     /// How the gateway proves who it is to this service.
     pub identity: Option<Identity>,
-    /// Upstream TLS settings (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub tls: Option<Planned>,
+    /// Upstream TLS settings (for `https://` URLs).
+    pub tls: Option<UpstreamTls>,
     /// Circuit breaker; on with defaults when absent.
     pub circuit_breaker: Option<CircuitBreaker>,
     /// Allow a plain-HTTP URL when `GATEWAY_ENV=production`.
@@ -351,4 +350,17 @@ pub struct CircuitBreaker {
     pub open_for: Option<String>,
     /// Probes admitted at once while half-open. Default 1.
     pub probes: Option<u32>,
+}
+
+/// `services.*.tls`: how an `https://` upstream's certificate is verified.
+/// There is no setting that turns verification off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// Variable holding the path of a PEM CA bundle that replaces the
+    /// system roots for this service.
+    pub ca_file_env: Option<String>,
+    /// Client certificate for mutual TLS to the service (planned).
+    #[serde(default, deserialize_with = "planned")]
+    pub client_cert_env: Option<Planned>,
 }

@@ -70,6 +70,8 @@ pub struct ServiceIr {
     pub allow_plaintext: bool,
     /// Circuit breaker: (failures, open for ms, probes), or off.
     pub breaker: Option<(u32, u64, u32)>,
+    /// Variable naming a CA bundle for an `https://` upstream.
+    pub tls_ca_env: Option<String>,
 }
 
 /// A resolved route.
@@ -241,23 +243,23 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             values::ident("service", name),
         );
         cx.check(&at.key("url").key("env"), values::env_name(&s.url.env));
-        if cx
-            .check(
-                &at.key("url").key("default"),
-                values::base_url(&s.url.default),
-            )
-            .is_some()
-            && s.url.default.starts_with("https://")
-        {
-            cx.error(
-                &at.key("url").key("default"),
-                Problem {
-                    message: "https upstreams are not implemented yet (upstream TLS)".into(),
-                    help: "use an http:// URL for now; upstream TLS is planned".into(),
-                },
+        cx.check(
+            &at.key("url").key("default"),
+            values::base_url(&s.url.default),
+        );
+        let tls_ca_env = s.tls.as_ref().and_then(|t| {
+            let tat = at.key("tls");
+            cx.planned(
+                &tat,
+                "client_cert_env",
+                t.client_cert_env.as_ref(),
+                "mutual TLS to upstreams",
             );
-        }
-        cx.planned(&at, "tls", s.tls.as_ref(), "upstream TLS");
+            t.ca_file_env.as_ref().and_then(|e| {
+                cx.check(&tat.key("ca_file_env"), values::env_name(e))
+                    .map(|()| e.clone())
+            })
+        });
         let breaker = check_breaker(cx, &at, s.circuit_breaker.as_ref());
         let identity = auth::check_identity(cx, name, s.identity.as_ref());
         out.push(ServiceIr {
@@ -267,6 +269,7 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             identity,
             allow_plaintext: s.allow_plaintext.unwrap_or(false),
             breaker,
+            tls_ca_env,
         });
     }
     check_distinct_credentials(cx, &out);
