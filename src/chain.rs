@@ -52,6 +52,8 @@ pub struct RequestCtx {
     pub body_sha256: Option<String>,
     /// Why authentication failed (or, in audit mode, would have).
     pub auth_failure: Option<AuthFailure>,
+    /// The rate limit's state, for the response headers.
+    pub rate_limit: Option<crate::policy::ratelimit::RateState>,
 }
 
 /// A user verified from a JWT.

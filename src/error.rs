@@ -37,6 +37,10 @@ pub enum ErrorKind {
     BadRequest(&'static str),
     /// A feature of the request the gateway does not support.
     NotImplemented(&'static str),
+    /// Over the route's rate limit.
+    TooManyRequests,
+    /// A CORS preflight from an origin the route does not allow.
+    CorsOriginNotAllowed,
 }
 
 /// Which side caused the error, for logs.
@@ -96,6 +100,8 @@ impl GatewayError {
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::BadRequest(_) => StatusCode::BAD_REQUEST,
             ErrorKind::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::CorsOriginNotAllowed => StatusCode::FORBIDDEN,
         }
     }
 
@@ -114,6 +120,8 @@ impl GatewayError {
             | ErrorKind::NotImplemented(m) => m,
             ErrorKind::InvalidServiceToken => "Invalid service token",
             ErrorKind::PayloadTooLarge => "Request body too large",
+            ErrorKind::TooManyRequests => "Too many requests",
+            ErrorKind::CorsOriginNotAllowed => "Origin not allowed",
         }
     }
 

@@ -56,7 +56,9 @@ pub mod __codegen {
     pub use crate::config::{StartupEnv, StartupError};
     pub use crate::outbound::OutboundIdentity;
     pub use crate::policy::breaker::BreakerSpec;
+    pub use crate::policy::cors::CorsSpec;
     pub use crate::policy::credentials;
+    pub use crate::policy::ratelimit::{RateKeyKind, RateLimit, RateLimitSpec};
     pub use crate::policy::StripCredentials;
     pub use crate::spec::{GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec};
     pub use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Policy steps that routes compose into their chains.
 
 pub mod breaker;
+pub mod cors;
 pub mod credentials;
+pub mod ratelimit;
 
 pub use credentials::StripCredentials;

@@ -38,7 +38,8 @@ pub struct Upstream {
 
 /// A request body on its way upstream: the client's stream, or a body the
 /// gateway read first (to verify a signature over it).
-pub type ProxyBody = http_body_util::Either<Incoming, http_body_util::Full<bytes::Bytes>>;
+pub type ProxyBody =
+    http_body_util::Either<http_body_util::Limited<Incoming>, http_body_util::Full<bytes::Bytes>>;
 
 /// What connects to upstreams: plain TCP for `http://`, rustls for
 /// `https://` (certificates always verified).
@@ -201,6 +202,7 @@ impl Proxy {
         let started = Instant::now();
         match tokio::time::timeout(timeout, upstream.client.request(req)).await {
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
+            Ok(Err(e)) if over_limit(&e) => Err(GatewayError::client(ErrorKind::PayloadTooLarge)),
             Ok(Err(e)) if from_client_body(&e) => Err(GatewayError::client(ErrorKind::BadRequest(
                 "Malformed request body",
             ))),
@@ -280,6 +282,19 @@ impl Drop for BreakerCall<'_> {
             b.release(self.admission);
         }
     }
+}
+
+/// Whether the request failed because the client's body grew past the
+/// route's limit.
+fn over_limit(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// Whether the request failed because the client's own body stream broke

@@ -30,6 +30,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::headers::{self, ClientForwarded};
 use crate::ids::Ids;
 use crate::log::{self, Access, AccessSink, SecurityEvent};
+use crate::policy::cors::CorsSpec;
 use crate::proxy::{self, Proxy};
 use crate::routing::{self, Miss, Router};
 use crate::spec::Spec;
@@ -118,6 +119,10 @@ struct Outcome {
     upstream: Option<&'static str>,
     upstream_ms: Option<f64>,
     error: Option<String>,
+    /// The matched route's CORS policy, for every response.
+    cors: Option<&'static CorsSpec>,
+    /// The response is the gateway's own preflight answer, complete as is.
+    preflight: bool,
 }
 
 impl<S: Spec> Gateway<S> {
@@ -174,6 +179,7 @@ impl<S: Spec> Gateway<S> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let (ids, trace_continued) = Ids::from_headers_keeping_trace(&parts.headers);
+        let origin = parts.headers.get(http::header::ORIGIN).cloned();
         if !trace_continued {
             // W3C Trace Context: a new trace starts without vendor state.
             parts.headers.remove("tracestate");
@@ -192,6 +198,7 @@ impl<S: Spec> Gateway<S> {
             signing,
             body_sha256: None,
             auth_failure: None,
+            rate_limit: None,
         };
         // Logs the request even if the client goes away before the answer
         // and this future is dropped.
@@ -221,6 +228,17 @@ impl<S: Spec> Gateway<S> {
             }
         };
         headers::set_ids(resp.headers_mut(), &ctx);
+        if let (Some(cors), false) = (pending.out.cors, pending.out.preflight) {
+            cors.response_headers(origin.as_ref(), resp.headers_mut());
+        }
+        if let Some(rl) = &ctx.rate_limit {
+            let h = resp.headers_mut();
+            h.insert("ratelimit-policy", rl.policy.clone());
+            h.insert("ratelimit", rl.limit.clone());
+            if let Some(secs) = rl.retry_after {
+                h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+        }
         if let Some(f) = &ctx.auth_failure {
             self.access_log.write(&SecurityEvent {
                 timestamp: log::now_rfc3339(),
@@ -269,10 +287,40 @@ impl<S: Spec> Gateway<S> {
             Miss::BadPath(p) => GatewayError::client(ErrorKind::BadPath(p)),
             Miss::NotFound => GatewayError::client(ErrorKind::NotFound),
         })?;
+        // CORS preflight: after the route match, before the method check,
+        // rate limits and authentication (contract §2).
+        let requested = parts
+            .headers
+            .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| Method::from_bytes(v.as_bytes()).ok());
+        let for_cors = requested
+            .as_ref()
+            .and_then(|rm| routing::select_method(m.routes, rm, |r| S::route(r).methods).ok())
+            .or_else(|| m.routes.first().copied());
+        out.cors = for_cors.and_then(|r| S::route(r).cors);
+        if let (Some(cors), true) = (
+            out.cors,
+            CorsSpec::is_preflight(&parts.method, &parts.headers),
+        ) {
+            out.route = for_cors.map(|r| S::route(r).id);
+            let origin = parts
+                .headers
+                .get(http::header::ORIGIN)
+                .and_then(|o| cors.allow_origin(o));
+            let Some(origin) = origin else {
+                return Err(GatewayError::client(ErrorKind::CorsOriginNotAllowed));
+            };
+            let mut resp = Response::new(full(bytes::Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            cors.preflight_headers(origin, resp.headers_mut());
+            out.preflight = true;
+            return Ok(resp);
+        }
         let route = routing::select_method(m.routes, &parts.method, |r| S::route(r).methods)
             .map_err(|allow| GatewayError::client(ErrorKind::MethodNotAllowed(allow)))?;
         let spec = S::route(route);
         out.route = Some(spec.id);
+        out.cors = spec.cors;
         let upstream = self.proxy.upstream(spec.service).ok_or_else(|| {
             GatewayError::upstream(ErrorKind::BadGateway, "unknown service index")
         })?;
@@ -284,13 +332,23 @@ impl<S: Spec> Gateway<S> {
         if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, &parts) {
             return Err(e);
         }
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > spec.body_limit) {
+            return Err(GatewayError::client(ErrorKind::PayloadTooLarge));
+        }
         let body = match spec.buffer_body {
             Some(limit) => {
                 let bytes = read_body(&parts, body, limit).await?;
                 ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
                 Either::Right(Full::new(bytes))
             }
-            None => Either::Left(body),
+            // A streamed body that grows past the limit aborts the upstream
+            // request, which so never receives a complete request.
+            None => Either::Left(Limited::new(body, spec.body_limit as usize)),
         };
         if let Flow::Respond(e) = S::on_request(&self.chains, route, ctx, &mut parts) {
             return Err(e);

@@ -147,6 +147,10 @@ pub struct RouteSpec {
     /// For routes that verify a body signature: the body is read first, up
     /// to this many bytes (413 beyond).
     pub buffer_body: Option<usize>,
+    /// The most body bytes a streamed request may send (413 beyond).
+    pub body_limit: u64,
+    /// The route's CORS policy.
+    pub cors: Option<&'static crate::policy::cors::CorsSpec>,
 }
 
 /// A compiled spec: implemented by generated code (`build.rs` for

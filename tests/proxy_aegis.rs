@@ -269,7 +269,10 @@ async fn client_owned_headers_are_stripped_and_gateway_headers_set() {
         (Some("aegis-gateway"), Some("orchestration"))
     );
     // The verified identity replaces what the client claimed.
-    assert_eq!(h["x-user-id"], "admin-1");
+    assert!(
+        h["x-user-id"].as_str().unwrap().starts_with("admin-"),
+        "{h}"
+    );
     assert_eq!(h["x-user-roles"], "admin,power_user,operator,reviewer");
     assert!(h.get("x-forwarded-prefix").is_none());
     assert_eq!(h["x-forwarded-for"], "127.0.0.1");

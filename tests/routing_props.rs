@@ -249,5 +249,7 @@ fn runtime_spec(r: &RouteIr) -> RouteSpec {
         timeout: std::time::Duration::from_secs(1),
         policy: None,
         buffer_body: None,
+        body_limit: 1 << 20,
+        cors: None,
     }
 }

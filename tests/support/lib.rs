@@ -123,6 +123,11 @@ async fn echo(name: &'static str, req: Request<Incoming>) -> Result<Response<Box
         h.insert("x-upstream-hop", "secret".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("x-kept", "yes".parse().unwrap());
+        h.insert(
+            "access-control-allow-origin",
+            "https://evil.example".parse().unwrap(),
+        );
+        h.insert("access-control-allow-credentials", "true".parse().unwrap());
     }
     Ok(resp)
 }
@@ -297,11 +302,16 @@ pub fn aegis_token(user: &str, roles: &[&str]) -> String {
     )
 }
 
-/// `Authorization: Bearer` value for an admin with every AEGIS role.
+/// `Authorization: Bearer` value for an admin with every AEGIS role. Each
+/// call is a different user (`admin-1`, `admin-2`, ...), so tests that send
+/// many requests do not run into the per-user rate limit.
 pub fn admin_bearer() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let user = format!("admin-{n}");
     format!(
         "Bearer {}",
-        aegis_token("admin-1", &["admin", "power_user", "operator", "reviewer"])
+        aegis_token(&user, &["admin", "power_user", "operator", "reviewer"])
     )
 }
 

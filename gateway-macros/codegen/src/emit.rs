@@ -254,10 +254,44 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
     // body is read first; other routes stream.
     let inbound_v2 = r.auth.service.as_ref().is_some_and(|s| s.v2);
     let outbound_v2 = c.services[r.service].identity.kind == IdentityKind::Hmac;
+    // Buffered bodies default to 1 MiB, streamed ones to 10 MiB.
     let buffer_body = if inbound_v2 || outbound_v2 {
-        quote!(Some(1_048_576))
+        let n = Literal::u64_unsuffixed(r.body_limit.unwrap_or(1 << 20));
+        quote!(Some(#n))
     } else {
         quote!(None)
+    };
+    let body_limit = Literal::u64_unsuffixed(r.body_limit.unwrap_or(10 << 20));
+    let cors = match &r.cors {
+        Some(c) => {
+            let origins = &c.origins;
+            let any = c.any;
+            let methods = c
+                .methods
+                .clone()
+                .unwrap_or_else(|| {
+                    values::METHODS
+                        .iter()
+                        .filter(|(_, b)| r.methods & b != 0)
+                        .map(|(m, _)| (*m).to_owned())
+                        .collect()
+                })
+                .join(", ");
+            let headers = c.headers.join(", ");
+            let expose = c.expose.join(", ");
+            let credentials = c.credentials;
+            let max_age = c.max_age_s;
+            quote!(Some(&rt::CorsSpec {
+                origins: &[#(#origins),*],
+                any: #any,
+                methods: #methods,
+                headers: #headers,
+                expose: #expose,
+                credentials: #credentials,
+                max_age: #max_age,
+            }))
+        }
+        None => quote!(None),
     };
     let doc = doc(format!("Route `{}`.", r.pattern_text));
     quote! {
@@ -272,6 +306,8 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
             timeout: #timeout,
             policy: #policy,
             buffer_body: #buffer_body,
+            body_limit: #body_limit,
+            cors: #cors,
         };
     }
 }
@@ -311,6 +347,37 @@ fn credentials_mask(r: &RouteIr) -> TokenStream {
 /// it read them.
 fn chain_steps(c: &Checked, r: &RouteIr) -> Vec<(TokenStream, TokenStream)> {
     let mut steps = auth::steps(r);
+    if let Some(rl) = &r.rate_limit {
+        use crate::spec::RateKey;
+        let (name, count, burst) = (&rl.name, rl.count, rl.burst);
+        let window = ms(rl.window_s * 1000);
+        let (key, after_auth) = match rl.key {
+            RateKey::Consumer => (quote!(Consumer), true),
+            RateKey::Service => (quote!(Service), true),
+            RateKey::Ip => (quote!(Ip), false),
+            RateKey::Route => (quote!(Route), false),
+        };
+        let step = (
+            quote!(rt::RateLimit),
+            quote!(rt::RateLimit::new(rt::RateLimitSpec {
+                name: #name,
+                count: #count,
+                window: #window,
+                burst: #burst,
+                key: rt::RateKeyKind::#key,
+            })),
+        );
+        // A limit keyed on the caller needs the caller verified first
+        // (contract §2); others protect the verifiers from floods.
+        if after_auth {
+            let roles_at = steps
+                .iter()
+                .position(|(t, _)| t.to_string().contains("RequireRoles"));
+            steps.insert(roles_at.unwrap_or(steps.len()), step);
+        } else {
+            steps.insert(0, step);
+        }
+    }
     let mask = credentials_mask(r);
     let cookie = match c.gateway.jwt.as_ref().and_then(|j| j.cookie.as_ref()) {
         Some(name) => quote!(Some(#name)),

@@ -7,6 +7,7 @@
 
 mod auth;
 mod locate;
+mod traffic;
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 
 pub use auth::{AuthKind, Claims, Identity, IdentityKind, Jwt, RouteServiceAuth, ServiceAuth};
 pub use locate::{PathSeg, SpecPath};
+pub use traffic::{Cors, RateKey, RateLimit};
 
 /// The whole spec file.
 #[derive(Debug, Deserialize)]
@@ -146,18 +148,15 @@ pub struct Policy {
     pub service_auth: Option<RouteServiceAuth>,
     /// Variable holding the shared `X-Service-Token` secret(s).
     pub service_token: Option<String>,
-    /// Rate limit (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub rate_limit: Option<Planned>,
-    /// CORS (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub cors: Option<Planned>,
+    /// Rate limit.
+    pub rate_limit: Option<RateLimit>,
+    /// CORS.
+    pub cors: Option<Cors>,
     /// Retries (planned).
     #[serde(default, deserialize_with = "planned")]
     pub retries: Option<Planned>,
-    /// Request body limit (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub body_limit: Option<Planned>,
+    /// Request body limit: `10MiB`, `512KiB`, or bytes. Default `10MiB`.
+    pub body_limit: Option<String>,
 }
 
 /// A client credential that a route may forward upstream.

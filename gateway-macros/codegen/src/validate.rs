@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod pattern;
+pub mod traffic;
 pub mod values;
 
 #[cfg(test)]
@@ -101,6 +102,12 @@ pub struct RouteIr {
     pub policy_name: Option<String>,
     /// What the route asks of its callers.
     pub auth: auth::RouteAuthIr,
+    /// Rate limit.
+    pub rate_limit: Option<traffic::RateLimitIr>,
+    /// CORS policy.
+    pub cors: Option<traffic::CorsIr>,
+    /// Explicit body limit in bytes.
+    pub body_limit: Option<u64>,
     /// Index of the route in the spec's `routes:` list.
     pub spec_index: usize,
 }
@@ -444,10 +451,16 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
         }
     }
     auth::check_policy_fields(cx, at, p);
-    cx.planned(at, "rate_limit", p.rate_limit.as_ref(), "rate limiting");
-    cx.planned(at, "cors", p.cors.as_ref(), "CORS");
+    if let Some(r) = &p.rate_limit {
+        traffic::check_rate_limit(cx, &at.key("rate_limit"), r, "policy");
+    }
+    if let Some(c) = &p.cors {
+        traffic::check_cors(cx, &at.key("cors"), c);
+    }
+    if let Some(b) = &p.body_limit {
+        cx.check(&at.key("body_limit"), traffic::parse_size(b));
+    }
     cx.planned(at, "retries", p.retries.as_ref(), "retries");
-    cx.planned(at, "body_limit", p.body_limit.as_ref(), "body limits");
 }
 
 fn check_route(
@@ -555,6 +568,15 @@ fn check_route(
         rest_segment,
         timeout_ms,
         forward,
+        rate_limit: policy
+            .rate_limit
+            .as_ref()
+            .and_then(|rl| traffic::rate_limit_ir(rl, policy_name.as_deref().unwrap_or(&r.path))),
+        cors: policy.cors.as_ref().map(traffic::cors_ir),
+        body_limit: policy
+            .body_limit
+            .as_deref()
+            .and_then(|b| traffic::parse_size(b).ok()),
         policy_name,
         auth,
         spec_index: i,

@@ -35,7 +35,37 @@ fn policy_text(r: &RouteIr) -> String {
             Credential::AuthCookie => "+auth_cookie".into(),
         });
     }
+    if let Some(rl) = &r.rate_limit {
+        let unit = match rl.window_s {
+            1 => "s".to_owned(),
+            60 => "min".to_owned(),
+            3600 => "h".to_owned(),
+            86_400 => "d".to_owned(),
+            n => format!("{n}s"),
+        };
+        let key = format!("{:?}", rl.key).to_ascii_lowercase();
+        parts.push(format!("limit={}/{unit}+{}/{key}", rl.count, rl.burst));
+    }
+    if let Some(c) = &r.cors {
+        parts.push(if c.any {
+            "cors=*".to_owned()
+        } else {
+            format!("cors={}", c.origins.join("|"))
+        });
+    }
+    if let Some(b) = r.body_limit {
+        parts.push(format!("body<={}", size_text(b)));
+    }
     parts.join(" ")
+}
+
+fn size_text(n: u64) -> String {
+    match n {
+        n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => format!("{n}B"),
+    }
 }
 
 /// The route table as aligned plain text.

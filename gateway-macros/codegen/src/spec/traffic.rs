@@ -1,0 +1,53 @@
+//! The traffic part of the spec model (contract §7): rate limits, CORS,
+//! body limits.
+
+use serde::Deserialize;
+
+/// `rate_limit:` of a policy: a token bucket per route and key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained rate: `100/min`, `10/s`, `1000/h`.
+    pub rate: String,
+    /// Requests allowed at once before the rate applies. Default: 1.
+    pub burst: Option<u32>,
+    /// What a bucket belongs to. Default `consumer`.
+    pub key: Option<RateKey>,
+    /// The name in `RateLimit-Policy`; default the policy's name.
+    pub name: Option<String>,
+}
+
+/// What each bucket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    /// The JWT subject, else the verified calling service, else the client
+    /// address; checked after authentication.
+    Consumer,
+    /// The client address; checked before authentication.
+    Ip,
+    /// The verified calling service, else the client address.
+    Service,
+    /// One bucket for the whole route.
+    Route,
+}
+
+/// `cors:` of a policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Allowed origins: exact `scheme://host[:port]` values, or `["*"]`.
+    pub origins: Vec<String>,
+    /// Methods a preflight allows. Default: the route's methods.
+    pub methods: Option<Vec<String>>,
+    /// Request headers a preflight allows.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Response headers scripts may read.
+    #[serde(default)]
+    pub expose: Vec<String>,
+    /// Whether credentials (cookies) may be sent. Default `false`.
+    pub credentials: Option<bool>,
+    /// How long a preflight may be cached. Default `0s` (not cached).
+    pub max_age: Option<String>,
+}

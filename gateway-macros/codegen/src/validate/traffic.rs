@@ -1,0 +1,271 @@
+//! Traffic rules (contract §7): rate limits, CORS, body limits.
+
+use super::pattern::Problem;
+use super::{values, Ctx};
+use crate::spec::{Cors, RateKey, RateLimit, SpecPath};
+
+fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
+    Problem {
+        message: message.into(),
+        help: help.into(),
+    }
+}
+
+/// A checked rate limit.
+#[derive(Debug, Clone)]
+pub struct RateLimitIr {
+    /// Requests per window.
+    pub count: u32,
+    /// Window in seconds.
+    pub window_s: u64,
+    /// Bucket size.
+    pub burst: u32,
+    /// What a bucket belongs to.
+    pub key: RateKey,
+    /// The policy name in headers.
+    pub name: String,
+}
+
+/// A checked CORS policy.
+#[derive(Debug, Clone)]
+pub struct CorsIr {
+    /// Exact origins; empty when any origin is allowed.
+    pub origins: Vec<String>,
+    /// `*`.
+    pub any: bool,
+    /// Allowed methods (`None`: the route's).
+    pub methods: Option<Vec<String>>,
+    /// Allowed request headers.
+    pub headers: Vec<String>,
+    /// Exposed response headers.
+    pub expose: Vec<String>,
+    /// Credentials allowed.
+    pub credentials: bool,
+    /// Preflight cache seconds.
+    pub max_age_s: u64,
+}
+
+/// `100/min` -> (100, 60).
+pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
+    let help = "write a count per unit: `100/min`, `10/s`, `5000/h`";
+    let (n, unit) = s
+        .split_once('/')
+        .ok_or_else(|| problem(format!("`{s}` is not a rate"), help))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| problem(format!("`{s}` is not a rate"), help))?;
+    let window = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
+        _ => return Err(problem(format!("`{s}` has an unknown unit"), help)),
+    };
+    if n == 0 {
+        return Err(problem(
+            "a rate of zero admits nothing",
+            "use a positive count",
+        ));
+    }
+    Ok((n, window))
+}
+
+/// `10MiB`, `512KiB`, `1000000` -> bytes; at most 1 GiB.
+pub fn parse_size(s: &str) -> Result<u64, Problem> {
+    let help = "write bytes with an optional unit: `512KiB`, `10MiB`, `1GiB`, `100000`";
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| problem(format!("`{s}` is not a size"), help))?;
+    let scale = match unit {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(problem(format!("`{s}` has an unknown unit"), help)),
+    };
+    let bytes = n.saturating_mul(scale);
+    if bytes == 0 || bytes > 1 << 30 {
+        return Err(problem(
+            format!("body limit `{s}` is out of range"),
+            "use between 1 byte and 1GiB",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A rate limit's IR, without diagnostics (they were reported where the
+/// policy is written).
+pub fn rate_limit_ir(r: &RateLimit, default_name: &str) -> Option<RateLimitIr> {
+    let (count, window_s) = parse_rate(&r.rate).ok()?;
+    let name = r.name.clone().unwrap_or_else(|| header_name(default_name));
+    Some(RateLimitIr {
+        count,
+        window_s,
+        burst: r.burst.unwrap_or(count).max(1),
+        key: r.key.unwrap_or(RateKey::Consumer),
+        name,
+    })
+}
+
+/// A default policy name fit for a header: the policy's name, or the
+/// route path with anything but `[A-Za-z0-9_.-]` replaced.
+fn header_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_matches('_')
+        .to_owned()
+}
+
+/// A CORS policy's IR, without diagnostics.
+pub fn cors_ir(c: &Cors) -> CorsIr {
+    CorsIr {
+        origins: c.origins.iter().filter(|o| *o != "*").cloned().collect(),
+        any: c.origins.iter().any(|o| o == "*"),
+        methods: c.methods.clone(),
+        headers: c.headers.clone(),
+        expose: c.expose.clone(),
+        credentials: c.credentials.unwrap_or(false),
+        max_age_s: match &c.max_age {
+            Some(s) if s == "0s" || s == "0" => 0,
+            Some(s) => values::duration_ms(s).map(|ms| ms / 1000).unwrap_or(0),
+            None => 0,
+        },
+    }
+}
+
+/// A rate limit's own fields.
+pub(super) fn check_rate_limit(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    r: &RateLimit,
+    default_name: &str,
+) -> Option<RateLimitIr> {
+    let (count, window_s) = cx.check(&at.key("rate"), parse_rate(&r.rate))?;
+    let burst = r.burst.unwrap_or(count);
+    if burst == 0 {
+        cx.error(
+            &at.key("burst"),
+            problem("a burst of zero admits nothing", "use at least 1"),
+        );
+    }
+    let name = r.name.clone().unwrap_or_else(|| default_name.to_owned());
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || name.is_empty()
+    {
+        cx.error(
+            &at.key("name"),
+            problem(
+                format!("`{name}` cannot be a policy name in a header"),
+                "use letters, digits, `-`, `_`, `.`",
+            ),
+        );
+    }
+    Some(RateLimitIr {
+        count,
+        window_s,
+        burst: burst.max(1),
+        key: r.key.unwrap_or(RateKey::Consumer),
+        name,
+    })
+}
+
+fn token_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+/// A CORS policy: a wildcard origin cannot carry credentials (browsers
+/// refuse it, and it would hand every site the user's cookies).
+pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<CorsIr> {
+    let any = c.origins.iter().any(|o| o == "*");
+    if c.origins.is_empty() {
+        cx.error(
+            &at.key("origins"),
+            problem("no origin is allowed", "list origins, or `[\"*\"]` for any"),
+        );
+    }
+    if any && c.origins.len() > 1 {
+        cx.error(
+            &at.key("origins"),
+            problem(
+                "`*` already allows every origin",
+                "use `[\"*\"]` alone, or list exact origins",
+            ),
+        );
+    }
+    for (i, o) in c.origins.iter().enumerate().filter(|(_, o)| *o != "*") {
+        let ok = (o.starts_with("http://") || o.starts_with("https://"))
+            && o.split_once("://")
+                .is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains('/'));
+        if !ok {
+            cx.error(
+                &at.key("origins").index(i),
+                problem(
+                    format!("`{o}` is not an origin"),
+                    "write `scheme://host[:port]` with no path, e.g. `https://app.example.com`",
+                ),
+            );
+        }
+    }
+    let credentials = c.credentials.unwrap_or(false);
+    if any && credentials {
+        cx.error(
+            &at.key_name("credentials"),
+            problem(
+                "a wildcard origin cannot allow credentials",
+                "list the exact origins that may send credentials, or set `credentials: false`",
+            ),
+        );
+    }
+    if let Some(ms) = &c.methods {
+        for (i, m) in ms.iter().enumerate() {
+            cx.check(&at.key("methods").index(i), values::method_bit(m));
+        }
+    }
+    for (field, list) in [("headers", &c.headers), ("expose", &c.expose)] {
+        for (i, h) in list.iter().enumerate() {
+            if !token_ok(h) {
+                cx.error(
+                    &at.key(field).index(i),
+                    problem(
+                        format!("`{h}` is not a header name"),
+                        "use the header's name, e.g. `Content-Type`",
+                    ),
+                );
+            }
+        }
+    }
+    let max_age_s = match &c.max_age {
+        Some(s) if s == "0s" || s == "0" => 0,
+        Some(s) => cx
+            .check(&at.key("max_age"), values::duration_ms(s))
+            .map(|ms| ms / 1000)
+            .unwrap_or(0),
+        None => 0,
+    };
+    Some(CorsIr {
+        origins: c.origins.iter().filter(|o| *o != "*").cloned().collect(),
+        any,
+        methods: c.methods.clone(),
+        headers: c.headers.clone(),
+        expose: c.expose.clone(),
+        credentials,
+        max_age_s,
+    })
+}

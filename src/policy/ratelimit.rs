@@ -1,0 +1,235 @@
+//! Rate limiting (contract §7): a token bucket per route and key, checked
+//! before the upstream is contacted. A 429 carries `Retry-After` (whole
+//! seconds); every response of a limited route carries
+//! `RateLimit-Policy: "<name>";q=<quota>;w=<window>` and
+//! `RateLimit: "<name>";r=<remaining>;t=<seconds until a token>`.
+//!
+//! Buckets live in governor's sharded map (no process-wide lock). Keys that
+//! have refilled are indistinguishable from new ones, so the map is pruned
+//! of them every [`PRUNE_EVERY`] checks, and at once when it holds more
+//! than [`MAX_KEYS`]: memory stays bounded however many keys appear.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use http::HeaderValue;
+
+use crate::chain::{Flow, RequestCtx, RequestParts, Step};
+use crate::error::{ErrorKind, GatewayError};
+
+/// Checks between prunings of refilled buckets.
+pub const PRUNE_EVERY: u64 = 1024;
+/// Buckets above which a pruning runs at once.
+pub const MAX_KEYS: usize = 50_000;
+
+/// What a bucket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateKeyKind {
+    /// JWT subject, else verified service, else client address.
+    Consumer,
+    /// Client address.
+    Ip,
+    /// Verified service, else client address.
+    Service,
+    /// The whole route.
+    Route,
+}
+
+/// One route's rate limit, as compiled from the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitSpec {
+    /// The policy name in headers.
+    pub name: &'static str,
+    /// Requests per window.
+    pub count: u32,
+    /// The window.
+    pub window: Duration,
+    /// Bucket size.
+    pub burst: u32,
+    /// What a bucket belongs to.
+    pub key: RateKeyKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Route,
+    Ip(IpAddr),
+    Name(Box<str>),
+}
+
+/// The limit's state after a check, for the response headers.
+#[derive(Debug, Clone)]
+pub struct RateState {
+    /// `RateLimit-Policy` value.
+    pub policy: HeaderValue,
+    /// `RateLimit` value.
+    pub limit: HeaderValue,
+    /// `Retry-After` seconds, on a 429.
+    pub retry_after: Option<u64>,
+}
+
+type Limiter =
+    RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock, StateInformationMiddleware>;
+
+/// Chain step: one bucket per key for this route.
+pub struct RateLimit {
+    spec: RateLimitSpec,
+    limiter: Limiter,
+    policy: HeaderValue,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimit {
+    /// A limiter for `spec`.
+    pub fn new(spec: RateLimitSpec) -> Self {
+        let burst = NonZeroU32::new(spec.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let per_token = spec.window / spec.count.max(1);
+        let quota = Quota::with_period(per_token.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        let policy = format!(
+            "\"{}\";q={};w={}",
+            spec.name,
+            spec.count,
+            spec.window.as_secs()
+        );
+        RateLimit {
+            spec,
+            limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
+            policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"limit\"")),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    fn key(&self, ctx: &RequestCtx) -> Key {
+        let named = |s: &str| Key::Name(s.into());
+        match self.spec.key {
+            RateKeyKind::Route => Key::Route,
+            RateKeyKind::Ip => Key::Ip(ctx.client_ip),
+            RateKeyKind::Service => ctx.caller.as_deref().map_or(Key::Ip(ctx.client_ip), named),
+            RateKeyKind::Consumer => ctx
+                .user
+                .as_ref()
+                .map(|u| named(&u.id))
+                .or_else(|| ctx.caller.as_deref().map(named))
+                .unwrap_or(Key::Ip(ctx.client_ip)),
+        }
+    }
+
+    /// How many buckets are held (for tests and metrics).
+    pub fn buckets(&self) -> usize {
+        self.limiter.len()
+    }
+
+    fn prune(&self) {
+        let n = self.checks.fetch_add(1, Ordering::Relaxed);
+        if n % PRUNE_EVERY == 0 || self.limiter.len() > MAX_KEYS {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+    }
+
+    fn state(&self, remaining: u32, until_token: Duration, retry_after: Option<u64>) -> RateState {
+        let t = if remaining > 0 {
+            0
+        } else {
+            until_token.as_secs_f64().ceil() as u64
+        };
+        let limit = format!("\"{}\";r={remaining};t={t}", self.spec.name);
+        RateState {
+            policy: self.policy.clone(),
+            limit: HeaderValue::from_str(&limit).unwrap_or(HeaderValue::from_static("\"limit\"")),
+            retry_after,
+        }
+    }
+
+    /// Checks one request for `key`.
+    fn check(&self, key: &Key) -> Result<RateState, RateState> {
+        self.prune();
+        let per_token = self.spec.window / self.spec.count.max(1);
+        match self.limiter.check_key(key) {
+            Ok(snapshot) => Ok(self.state(snapshot.remaining_burst_capacity(), per_token, None)),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                Err(self.state(0, wait, Some(secs)))
+            }
+        }
+    }
+}
+
+impl Step for RateLimit {
+    fn before_body(&self, ctx: &mut RequestCtx, _: &RequestParts) -> Flow {
+        match self.check(&self.key(ctx)) {
+            Ok(state) => {
+                ctx.rate_limit = Some(state);
+                Flow::Continue
+            }
+            Err(state) => {
+                ctx.rate_limit = Some(state);
+                Flow::Respond(GatewayError::client(ErrorKind::TooManyRequests))
+            }
+        }
+    }
+
+    fn on_request(&self, _: &mut RequestCtx, _: &mut RequestParts) -> Flow {
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(count: u32, window_s: u64, burst: u32) -> RateLimit {
+        RateLimit::new(RateLimitSpec {
+            name: "test",
+            count,
+            window: Duration::from_secs(window_s),
+            burst,
+            key: RateKeyKind::Ip,
+        })
+    }
+
+    #[test]
+    fn burst_then_429_with_retry_after_and_headers() {
+        let l = limit(100, 60, 10);
+        let key = Key::Ip("10.0.0.1".parse().unwrap());
+        for i in 0..10u32 {
+            let s = l.check(&key).unwrap();
+            assert_eq!(s.policy, "\"test\";q=100;w=60");
+            assert_eq!(
+                s.limit,
+                format!("\"test\";r={};t={}", 9 - i, if i == 9 { 1 } else { 0 }).as_str()
+            );
+        }
+        let s = l.check(&key).unwrap_err();
+        assert_eq!(s.retry_after, Some(1), "a token every 0.6 s");
+        assert_eq!(s.limit, "\"test\";r=0;t=1");
+        // Another key has its own bucket.
+        assert!(l.check(&Key::Ip("10.0.0.2".parse().unwrap())).is_ok());
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_distinct_keys() {
+        let l = limit(1000, 1, 1000);
+        for i in 0..200_000u32 {
+            let _ = l.check(&Key::Name(i.to_string().into()));
+            assert!(l.buckets() <= MAX_KEYS + 1, "{} buckets", l.buckets());
+        }
+    }
+}

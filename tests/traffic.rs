@@ -1,0 +1,268 @@
+//! Traffic policy (contract §7) through the running gateway: rate limits,
+//! CORS, body limits.
+
+#[path = "support/lib.rs"]
+mod support;
+
+use std::time::Duration;
+
+use gateway::routes::Spec as Aegis;
+use support::{aegis_token, echo_upstream, raw, send, start, Running};
+
+async fn aegis() -> Running {
+    let mut env = support::aegis_env();
+    for (service, url_var, _) in support::AEGIS_SERVICES {
+        env.push((url_var, format!("http://{}", echo_upstream(service).await)));
+    }
+    start::<Aegis>(&env).await
+}
+
+fn bearer(user: &str) -> String {
+    format!("Bearer {}", aegis_token(user, &["operator"]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aegis_limits_each_user_to_a_burst_of_ten_then_429() {
+    let gw = aegis().await;
+    let alice = bearer("alice");
+    for i in 0..10 {
+        let got = send(
+            "GET",
+            &gw.url("/api/v1/rules"),
+            &[("authorization", &alice)],
+            "",
+        )
+        .await;
+        assert_eq!(got.status, 200, "request {i}");
+        assert_eq!(
+            got.header("ratelimit-policy"),
+            Some(r#""aegis";q=100;w=60"#)
+        );
+        let want = format!(r#""aegis";r={};t={}"#, 9 - i, if i == 9 { 1 } else { 0 });
+        assert_eq!(got.header("ratelimit"), Some(want.as_str()), "request {i}");
+    }
+    let got = send(
+        "GET",
+        &gw.url("/api/v1/rules"),
+        &[("authorization", &alice)],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 429);
+    assert_eq!(got.json()["error"], "Too many requests");
+    assert_eq!(
+        got.json()["request_id"],
+        got.header("x-request-id").unwrap()
+    );
+    assert_eq!(got.header("retry-after"), Some("1"));
+    assert_eq!(
+        got.header("ratelimit-policy"),
+        Some(r#""aegis";q=100;w=60"#)
+    );
+    assert_eq!(got.header("ratelimit"), Some(r#""aegis";r=0;t=1"#));
+    // Another user has a bucket of their own.
+    let bob = send(
+        "GET",
+        &gw.url("/api/v1/rules"),
+        &[("authorization", &bearer("bob"))],
+        "",
+    )
+    .await;
+    assert_eq!(bob.status, 200);
+    // A token comes back after 0.6 s.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let again = send(
+        "GET",
+        &gw.url("/api/v1/rules"),
+        &[("authorization", &alice)],
+        "",
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aegis_answers_cors_preflights_before_auth_and_owns_cors_headers() {
+    let gw = aegis().await;
+    // No token: the preflight is answered before authentication.
+    let got = send(
+        "OPTIONS",
+        &gw.url("/api/v1/agents/a1/execute"),
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "authorization, content-type",
+            ),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 204);
+    assert_eq!(got.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        got.header("access-control-allow-methods"),
+        Some("GET, POST, PUT, PATCH, DELETE, OPTIONS")
+    );
+    assert_eq!(
+        got.header("access-control-allow-headers"),
+        Some("Content-Type, Authorization")
+    );
+    assert_eq!(got.header("access-control-max-age"), Some("86400"));
+    assert!(
+        got.header("ratelimit").is_none(),
+        "preflights are not rate limited"
+    );
+    // Even on a POST-only route, a preflight is not a 405.
+    // Actual requests carry the gateway's CORS headers; the upstream's are dropped.
+    let got = send(
+        "GET",
+        &gw.url("/api/v1/rules/leaky"),
+        &[
+            ("origin", "https://app.example"),
+            ("authorization", &bearer("carol")),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        got.header("access-control-allow-credentials").is_none(),
+        "the upstream's CORS headers are gone"
+    );
+    // The gateway's own errors carry them too, so a browser can read them.
+    let got = send(
+        "GET",
+        &gw.url("/api/v1/rules"),
+        &[("origin", "https://app.example")],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 401);
+    assert_eq!(got.header("access-control-allow-origin"), Some("*"));
+    // Without Origin there is nothing to add.
+    let got = send("GET", &gw.url("/api/v1/entity-types"), &[], "").await;
+    assert!(got.header("access-control-allow-origin").is_none());
+    gw.shutdown().await;
+}
+
+mod edge_cases {
+    gateway_macros::spec!("tests/specs/edge_cases.yaml");
+}
+
+async fn edge() -> Running {
+    let reader = echo_upstream("reader").await;
+    let writer = echo_upstream("writer").await;
+    start::<edge_cases::Spec>(&[
+        ("READER_URL", format!("http://{reader}")),
+        ("WRITER_URL", format!("http://{writer}")),
+        ("FLAKY_URL", "http://127.0.0.1:9".into()),
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exact_origins_with_credentials_and_refused_origins() {
+    let gw = edge().await;
+    let preflight = |origin: &'static str| {
+        let url = gw.url("/cors-exact/x");
+        async move {
+            send(
+                "OPTIONS",
+                &url,
+                &[("origin", origin), ("access-control-request-method", "PUT")],
+                "",
+            )
+            .await
+        }
+    };
+    let ok = preflight("https://app.example").await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(ok.header("access-control-allow-headers"), Some("X-Custom"));
+    assert_eq!(ok.header("access-control-max-age"), Some("600"));
+    assert_eq!(ok.header("vary"), Some("Origin"));
+    let refused = preflight("https://evil.example").await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"], "Origin not allowed");
+    assert!(refused.header("access-control-allow-origin").is_none());
+    // A disallowed origin's actual request goes through without CORS headers.
+    let got = send(
+        "GET",
+        &gw.url("/cors-exact/x"),
+        &[("origin", "https://evil.example")],
+        "",
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    assert!(got.header("access-control-allow-origin").is_none());
+    let got = send(
+        "GET",
+        &gw.url("/cors-exact/x"),
+        &[("origin", "https://app.example")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        got.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        got.header("access-control-expose-headers"),
+        Some("X-Request-Id")
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_limit_are_413_and_never_complete_upstream() {
+    let gw = edge().await;
+    assert_eq!(
+        send("POST", &gw.url("/small/x"), &[], &"a".repeat(1024))
+            .await
+            .status,
+        200
+    );
+    // A declared length over the limit: refused before the upstream.
+    let got = send("POST", &gw.url("/small/x"), &[], &"a".repeat(1025)).await;
+    assert_eq!(got.status, 413);
+    assert_eq!(got.json()["error"], "Request body too large");
+    // A chunked body that grows past the limit.
+    let mut req = String::from("POST /small/x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
+    for _ in 0..4 {
+        req.push_str("200\r\n");
+        req.push_str(&"b".repeat(512));
+        req.push_str("\r\n");
+    }
+    req.push_str("0\r\n\r\n");
+    let resp = raw(gw.addr, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ip_keyed_limit_applies_to_anonymous_clients() {
+    let gw = edge().await;
+    assert_eq!(
+        send("GET", &gw.url("/limited-ip/x"), &[], "").await.status,
+        200
+    );
+    assert_eq!(
+        send("GET", &gw.url("/limited-ip/x"), &[], "").await.status,
+        200
+    );
+    let got = send("GET", &gw.url("/limited-ip/x"), &[], "").await;
+    assert_eq!(got.status, 429);
+    assert_eq!(
+        got.header("ratelimit-policy"),
+        Some(r#""limited-ip";q=2;w=1"#)
+    );
+    gw.shutdown().await;
+}
