@@ -56,6 +56,7 @@ pub mod __codegen {
     pub use crate::config::{StartupEnv, StartupError};
     pub use crate::outbound::OutboundIdentity;
     pub use crate::policy::breaker::BreakerSpec;
+    pub use crate::policy::canary::CanarySpec;
     pub use crate::policy::cors::CorsSpec;
     pub use crate::policy::credentials;
     pub use crate::policy::ratelimit::{RateKeyKind, RateLimit, RateLimitSpec};

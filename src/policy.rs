@@ -1,6 +1,7 @@
 //! Policy steps that routes compose into their chains.
 
 pub mod breaker;
+pub mod canary;
 pub mod cors;
 pub mod credentials;
 pub mod ratelimit;

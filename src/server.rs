@@ -321,11 +321,7 @@ impl<S: Spec> Gateway<S> {
         let spec = S::route(route);
         out.route = Some(spec.id);
         out.cors = spec.cors;
-        let upstream = self.proxy.upstream(spec.service).ok_or_else(|| {
-            GatewayError::upstream(ErrorKind::BadGateway, "unknown service index")
-        })?;
-        out.upstream = Some(upstream.name);
-        let pq = proxy::upstream_path(spec, &m, path, parts.uri.query(), &upstream.url.base_path);
+        let rel = proxy::upstream_path(spec, &m, path, parts.uri.query(), "");
         drop(m);
         // Authentication and authorization need only the head: refuse what
         // cannot pass before any body is read (contract §2 order).
@@ -353,6 +349,20 @@ impl<S: Spec> Gateway<S> {
         if let Flow::Respond(e) = S::on_request(&self.chains, route, ctx, &mut parts) {
             return Err(e);
         }
+        // The canary (if any) is chosen once the consumer is known.
+        let service = match spec.canary {
+            Some(c) if c.pick(ctx, &parts.headers) => c.service,
+            _ => spec.service,
+        };
+        let upstream = self.proxy.upstream(service).ok_or_else(|| {
+            GatewayError::upstream(ErrorKind::BadGateway, "unknown service index")
+        })?;
+        out.upstream = Some(upstream.name);
+        let pq = if upstream.url.base_path.is_empty() {
+            rel
+        } else {
+            format!("{}{rel}", upstream.url.base_path)
+        };
         parts.uri = proxy::upstream_uri(upstream, pq)?;
         parts.version = http::Version::HTTP_11;
         let trusted_peer = self.trusted.contains(ctx.peer.ip());

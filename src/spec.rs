@@ -151,6 +151,8 @@ pub struct RouteSpec {
     pub body_limit: u64,
     /// The route's CORS policy.
     pub cors: Option<&'static crate::policy::cors::CorsSpec>,
+    /// The route's canary.
+    pub canary: Option<crate::policy::canary::CanarySpec>,
 }
 
 /// A compiled spec: implemented by generated code (`build.rs` for

@@ -251,5 +251,6 @@ fn runtime_spec(r: &RouteIr) -> RouteSpec {
         buffer_body: None,
         body_limit: 1 << 20,
         cors: None,
+        canary: None,
     }
 }

@@ -266,3 +266,27 @@ async fn an_ip_keyed_limit_applies_to_anonymous_clients() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canary_is_sticky_per_consumer_and_can_be_forced() {
+    let gw = edge().await;
+    let side = |force: Option<&'static str>| {
+        let url = gw.url("/canary/x");
+        async move {
+            let headers: Vec<(&str, &str)> = force.map(|f| ("x-canary", f)).into_iter().collect();
+            send("GET", &url, &headers, "").await.json()
+        }
+    };
+    let forced = side(Some("always")).await;
+    assert_eq!(
+        (forced["service"].as_str(), forced["uri"].as_str()),
+        (Some("writer"), Some("/c/x"))
+    );
+    assert_eq!(side(Some("never")).await["service"], "reader");
+    // One consumer (this client address) always lands on the same side.
+    let first = side(None).await["service"].clone();
+    for _ in 0..20 {
+        assert_eq!(side(None).await["service"], first);
+    }
+    gw.shutdown().await;
+}

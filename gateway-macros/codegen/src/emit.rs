@@ -253,7 +253,9 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
     // A v2 signature covers the body's hash, inbound or outbound, so the
     // body is read first; other routes stream.
     let inbound_v2 = r.auth.service.as_ref().is_some_and(|s| s.v2);
-    let outbound_v2 = c.services[r.service].identity.kind == IdentityKind::Hmac;
+    let signs_body = |i: usize| c.services[i].identity.kind == IdentityKind::Hmac;
+    let outbound_v2 =
+        signs_body(r.service) || r.canary.as_ref().is_some_and(|(i, _, _)| signs_body(*i));
     // Buffered bodies default to 1 MiB, streamed ones to 10 MiB.
     let buffer_body = if inbound_v2 || outbound_v2 {
         let n = Literal::u64_unsuffixed(r.body_limit.unwrap_or(1 << 20));
@@ -262,6 +264,13 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
         quote!(None)
     };
     let body_limit = Literal::u64_unsuffixed(r.body_limit.unwrap_or(10 << 20));
+    let canary = match &r.canary {
+        Some((svc, bp, header)) => {
+            let svc = service_ident(&c.services[*svc].name);
+            quote!(Some(rt::CanarySpec { service: service::#svc, basis_points: #bp, header: #header }))
+        }
+        None => quote!(None),
+    };
     let cors = match &r.cors {
         Some(c) => {
             let origins = &c.origins;
@@ -308,6 +317,7 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
             buffer_body: #buffer_body,
             body_limit: #body_limit,
             cors: #cors,
+            canary: #canary,
         };
     }
 }

@@ -18,7 +18,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 
 pub use auth::{AuthKind, Claims, Identity, IdentityKind, Jwt, RouteServiceAuth, ServiceAuth};
 pub use locate::{PathSeg, SpecPath};
-pub use traffic::{Cors, RateKey, RateLimit};
+pub use traffic::{Canary, Cors, RateKey, RateLimit};
 
 /// The whole spec file.
 #[derive(Debug, Deserialize)]
@@ -118,9 +118,8 @@ pub struct Route {
     /// Several live API versions (planned).
     #[serde(default, deserialize_with = "planned")]
     pub versions: Option<Planned>,
-    /// Canary split (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub canary: Option<Planned>,
+    /// A weighted share of the traffic to another upstream.
+    pub canary: Option<Canary>,
 }
 
 /// `policy: name` or `policy: { ... }`.

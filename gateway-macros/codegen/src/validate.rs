@@ -108,6 +108,8 @@ pub struct RouteIr {
     pub cors: Option<traffic::CorsIr>,
     /// Explicit body limit in bytes.
     pub body_limit: Option<u64>,
+    /// Canary: (service index, weight in basis points, force header).
+    pub canary: Option<(usize, u32, String)>,
     /// Index of the route in the spec's `routes:` list.
     pub spec_index: usize,
 }
@@ -341,6 +343,61 @@ fn check_secret_reuse(cx: &mut Ctx<'_>, g: &GatewayIr, services: &[ServiceIr]) {
     }
 }
 
+/// A canary gets a share of a route's traffic on another service with the
+/// same upstream template; the share is per consumer, so it must be a
+/// percentage and the service a different, declared one.
+fn check_canary(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    c: &crate::spec::Canary,
+    services: &[ServiceIr],
+    primary: usize,
+) -> Option<(usize, u32, String)> {
+    let idx = services.iter().position(|s| s.name == c.service);
+    match idx {
+        None => cx.error(
+            &at.key("service"),
+            Problem {
+                message: format!("canary service `{}` is not declared", c.service),
+                help: "declare it under `services:`".into(),
+            },
+        ),
+        Some(i) if i == primary => cx.error(
+            &at.key("service"),
+            Problem {
+                message: "the canary is the route's own service".into(),
+                help: "name another service, or remove `canary`".into(),
+            },
+        ),
+        Some(_) => {}
+    }
+    if !(0.0..=100.0).contains(&c.weight) || c.weight.is_nan() {
+        cx.error(
+            &at.key("weight"),
+            Problem {
+                message: format!("canary weight {} is not a percentage", c.weight),
+                help: "use 0 to 100, e.g. `5` for 5% of consumers".into(),
+            },
+        );
+    }
+    let header = c.header.clone().unwrap_or_else(|| "X-Canary".into());
+    if header.is_empty()
+        || !header
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+    {
+        cx.error(
+            &at.key("header"),
+            Problem {
+                message: format!("`{header}` is not a header name"),
+                help: "use letters, digits and `-`, e.g. `X-Canary`".into(),
+            },
+        );
+    }
+    let bp = (c.weight.clamp(0.0, 100.0) * 100.0).round() as u32;
+    Some((idx?, bp, header.to_ascii_lowercase()))
+}
+
 /// A breaker per upstream is on by default, so one failing service is
 /// answered fast instead of tying up connections; bounds keep it useful.
 fn check_breaker(
@@ -473,7 +530,6 @@ fn check_route(
     let r = &spec.routes[i];
     let at = SpecPath::root().key("routes").index(i);
     cx.planned(&at, "versions", r.versions.as_ref(), "API versions");
-    cx.planned(&at, "canary", r.canary.as_ref(), "canary routing");
     let pattern = cx.check(&at.key("path"), pattern::parse_pattern(&r.path));
     if r.path == "/health" {
         cx.error(
@@ -542,6 +598,10 @@ fn check_route(
         );
     }
     let (pattern, methods, service, template) = (pattern?, methods?, service?, template?);
+    let canary = r
+        .canary
+        .as_ref()
+        .and_then(|c| check_canary(cx, &at.key("canary"), c, services, service));
     if services[service].identity.kind == crate::spec::IdentityKind::Jwt
         && forward.contains(&Credential::Authorization)
     {
@@ -577,6 +637,7 @@ fn check_route(
             .body_limit
             .as_deref()
             .and_then(|b| traffic::parse_size(b).ok()),
+        canary,
         policy_name,
         auth,
         spec_index: i,

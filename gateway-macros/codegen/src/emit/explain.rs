@@ -26,7 +26,7 @@ fn duration_text(ms: u64) -> String {
     }
 }
 
-fn policy_text(r: &RouteIr) -> String {
+fn policy_text(c: &Checked, r: &RouteIr) -> String {
     let mut parts = vec![r.policy_name.clone().unwrap_or_else(|| "-".into())];
     for c in &r.forward {
         parts.push(match c {
@@ -46,12 +46,16 @@ fn policy_text(r: &RouteIr) -> String {
         let key = format!("{:?}", rl.key).to_ascii_lowercase();
         parts.push(format!("limit={}/{unit}+{}/{key}", rl.count, rl.burst));
     }
-    if let Some(c) = &r.cors {
-        parts.push(if c.any {
+    if let Some(cors) = &r.cors {
+        parts.push(if cors.any {
             "cors=*".to_owned()
         } else {
-            format!("cors={}", c.origins.join("|"))
+            format!("cors={}", cors.origins.join("|"))
         });
+    }
+    if let Some((svc, bp, _)) = &r.canary {
+        let name = &c.services[*svc].name;
+        parts.push(format!("canary={}%->{name}", *bp as f64 / 100.0));
     }
     if let Some(b) = r.body_limit {
         parts.push(format!("body<={}", size_text(b)));
@@ -81,7 +85,7 @@ pub fn explain(c: &Checked) -> String {
             c.services[r.service].name.clone(),
             r.upstream_text.clone(),
             r.auth.describe(),
-            policy_text(r),
+            policy_text(c, r),
             duration_text(r.timeout_ms),
             r.id.clone(),
         ]);

@@ -51,3 +51,16 @@ pub struct Cors {
     /// How long a preflight may be cached. Default `0s` (not cached).
     pub max_age: Option<String>,
 }
+
+/// `canary:` of a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    /// The service that gets the canary share (same upstream template).
+    pub service: String,
+    /// Percent of consumers sent to it, 0 to 100 (decimals allowed).
+    pub weight: f64,
+    /// Request header forcing a side: `always` (canary) or `never`.
+    /// Default `X-Canary`.
+    pub header: Option<String>,
+}

@@ -1,0 +1,75 @@
+//! Canary routing (contract §7): a weighted share of a route's traffic goes
+//! to another upstream, sticky per consumer: the same caller always lands on
+//! the same side. A request header forces a side for testing.
+
+use http::HeaderMap;
+
+use crate::chain::RequestCtx;
+
+/// A route's canary, as compiled from the spec.
+#[derive(Debug, Clone, Copy)]
+pub struct CanarySpec {
+    /// Index of the canary service.
+    pub service: usize,
+    /// Share of consumers, in basis points (500 = 5%).
+    pub basis_points: u32,
+    /// Lower-case header forcing a side: `always` or `never`.
+    pub header: &'static str,
+}
+
+/// FNV-1a: a fixed, well-known hash, so a consumer's side does not change
+/// across restarts or upgrades (std's hasher promises neither).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in *part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A consumer's bucket in `0..10000`.
+pub fn bucket(kind: &[u8], id: &[u8]) -> u32 {
+    (fnv1a(&[kind, id]) % 10_000) as u32
+}
+
+impl CanarySpec {
+    /// Whether this request goes to the canary.
+    pub fn pick(&self, ctx: &RequestCtx, h: &HeaderMap) -> bool {
+        match h.get(self.header).map(|v| v.as_bytes()) {
+            Some(b"always") => return true,
+            Some(b"never") => return false,
+            _ => {}
+        }
+        let b = match (&ctx.user, &ctx.caller) {
+            (Some(u), _) => bucket(b"user", u.id.as_bytes()),
+            (None, Some(c)) => bucket(b"service", c.as_bytes()),
+            (None, None) => match ctx.client_ip {
+                std::net::IpAddr::V4(a) => bucket(b"ip", &a.octets()),
+                std::net::IpAddr::V6(a) => bucket(b"ip", &a.octets()),
+            },
+        };
+        b < self.basis_points
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        assert_eq!(bucket(b"user", b"alice"), bucket(b"user", b"alice"));
+        assert_ne!(bucket(b"user", b"alice"), bucket(b"service", b"alice"));
+        let n = 20_000u32;
+        let under_5pct = (0..n)
+            .filter(|i| bucket(b"user", i.to_string().as_bytes()) < 500)
+            .count();
+        // Binomial(20000, 0.05): mean 1000, sd ~31; 5 sd either way.
+        assert!((845..=1155).contains(&under_5pct), "{under_5pct}");
+    }
+}
