@@ -60,6 +60,7 @@ pub mod __codegen {
     pub use crate::policy::cors::CorsSpec;
     pub use crate::policy::credentials;
     pub use crate::policy::ratelimit::{RateKeyKind, RateLimit, RateLimitSpec};
+    pub use crate::policy::retry::RetrySpec;
     pub use crate::policy::StripCredentials;
     pub use crate::spec::{GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec};
     pub use std::sync::Arc;

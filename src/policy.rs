@@ -5,5 +5,6 @@ pub mod canary;
 pub mod cors;
 pub mod credentials;
 pub mod ratelimit;
+pub mod retry;
 
 pub use credentials::StripCredentials;

@@ -215,10 +215,14 @@ impl Proxy {
                 let detail = std::error::Error::source(&e)
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| e.to_string());
-                Err(GatewayError::upstream(
+                let mut err = GatewayError::upstream(
                     ErrorKind::BadGateway,
                     format!("upstream {what} error: {detail}"),
-                ))
+                );
+                // Only a failed connection certainly never reached the
+                // upstream, so only it is safe to retry.
+                err.retryable = e.is_connect();
+                Err(err)
             }
             Err(_) => Err(GatewayError::upstream(
                 ErrorKind::GatewayTimeout,

@@ -31,10 +31,13 @@ use crate::headers::{self, ClientForwarded};
 use crate::ids::Ids;
 use crate::log::{self, Access, AccessSink, SecurityEvent};
 use crate::policy::cors::CorsSpec;
+use crate::proxy::ProxyBody;
 use crate::proxy::{self, Proxy};
 use crate::routing::{self, Miss, Router};
+use crate::spec::RouteSpec;
 use crate::spec::Spec;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use hyper::body::Body as _;
 
 /// A gateway for one compiled spec: router, chains and proxy, built once.
 pub struct Gateway<S: Spec> {
@@ -44,6 +47,8 @@ pub struct Gateway<S: Spec> {
     trusted: TrustedProxies,
     via: HeaderValue,
     access_log: AccessSink,
+    /// Each route's retry budget, by route index.
+    budgets: Vec<crate::policy::retry::RetryBudget>,
 }
 
 impl<S: Spec> std::fmt::Debug for Gateway<S> {
@@ -149,6 +154,15 @@ impl<S: Spec> Gateway<S> {
             trusted: TrustedProxies::parse(g.trusted_proxies)?,
             via,
             access_log: AccessSink::from_env(env.get("GATEWAY_ACCESS_LOG")),
+            budgets: {
+                let n = S::PATHS
+                    .iter()
+                    .flat_map(|(_, routes)| routes.iter())
+                    .map(|r| S::route(*r).index + 1)
+                    .max()
+                    .unwrap_or(0);
+                (0..n).map(|_| Default::default()).collect()
+            },
         })
     }
 
@@ -370,23 +384,7 @@ impl<S: Spec> Gateway<S> {
         parts
             .headers
             .insert(http::header::HOST, upstream.host.clone());
-        let outgoing = crate::outbound::Outgoing {
-            method: parts.method.as_str(),
-            path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-            tenant: ctx.tenant.as_deref(),
-            body_sha256: ctx.body_sha256.as_deref(),
-        };
-        upstream
-            .signer
-            .sign(&mut parts.headers, &outgoing)
-            .map_err(|why| GatewayError::upstream(ErrorKind::BadGateway, why))?;
-        let call = proxy::BreakerCall::admit(upstream)?;
-        let result = self
-            .proxy
-            .send(upstream, Request::from_parts(parts, body), spec.timeout)
-            .await;
-        call.record(&result);
-        let (resp, took) = result?;
+        let (resp, took) = self.attempts(spec, upstream, ctx, parts, body).await?;
         out.upstream_ms = Some(took.as_secs_f64() * 1000.0);
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // The gateway never forwards Upgrade, so a 101 is bogus.
@@ -403,6 +401,108 @@ impl<S: Spec> Gateway<S> {
             rparts,
             http_body_util::Either::Left(rbody),
         ))
+    }
+}
+
+impl<S: Spec> Gateway<S> {
+    /// Sends the request, retrying as the route's policy allows. Each
+    /// attempt is built from the same unsigned head, signed anew, and
+    /// passes the breaker; `spec.timeout` bounds all attempts together.
+    async fn attempts(
+        &self,
+        spec: &RouteSpec,
+        upstream: &proxy::Upstream,
+        ctx: &RequestCtx,
+        parts: http::request::Parts,
+        body: ProxyBody,
+    ) -> Result<(Response<Incoming>, std::time::Duration), GatewayError> {
+        let deadline = Instant::now() + spec.timeout;
+        // A body can be sent again only if it is empty or was read in full.
+        let replay: Option<bytes::Bytes> = match &body {
+            Either::Right(full) if spec.retries.is_some() => Some(
+                full.clone()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default(),
+            ),
+            Either::Left(b) if b.is_end_stream() => Some(bytes::Bytes::new()),
+            _ => None,
+        };
+        let policy = spec
+            .retries
+            .filter(|r| r.method_ok(&parts.method) && replay.is_some());
+        if let Some(r) = &policy {
+            self.budgets[spec.index].deposit(r);
+        }
+        let mut body = Some(body);
+        let mut attempt = 1;
+        loop {
+            let mut head = Request::builder()
+                .method(parts.method.clone())
+                .uri(parts.uri.clone())
+                .version(parts.version)
+                .body(())
+                .map_err(|e| GatewayError::upstream(ErrorKind::BadGateway, e.to_string()))?;
+            *head.headers_mut() = parts.headers.clone();
+            let outgoing = crate::outbound::Outgoing {
+                method: parts.method.as_str(),
+                path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                tenant: ctx.tenant.as_deref(),
+                body_sha256: ctx.body_sha256.as_deref(),
+            };
+            upstream
+                .signer
+                .sign(head.headers_mut(), &outgoing)
+                .map_err(|why| GatewayError::upstream(ErrorKind::BadGateway, why))?;
+            let this_body = match (&replay, body.take()) {
+                (Some(bytes), _) if attempt > 1 => Either::Right(Full::new(bytes.clone())),
+                (_, Some(b)) => b,
+                (Some(bytes), None) => Either::Right(Full::new(bytes.clone())),
+                (None, None) => {
+                    return Err(GatewayError::upstream(
+                        ErrorKind::BadGateway,
+                        "body already sent",
+                    ))
+                }
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(GatewayError::upstream(
+                    ErrorKind::GatewayTimeout,
+                    "no attempt time left",
+                ));
+            }
+            let per_try = policy
+                .and_then(|r| r.per_try_timeout)
+                .map_or(remaining, |t| t.min(remaining));
+            let call = proxy::BreakerCall::admit(upstream)?;
+            let result = self
+                .proxy
+                .send(upstream, head.map(|()| this_body), per_try)
+                .await;
+            call.record(&result);
+            let Some(r) = policy.filter(|r| attempt < r.attempts) else {
+                return result;
+            };
+            let retry = match &result {
+                Ok((resp, _)) => r.on.contains(&resp.status().as_u16()),
+                Err(e) if e.kind == ErrorKind::GatewayTimeout => {
+                    r.per_try_timeout.is_some() && per_try < remaining
+                }
+                Err(e) => e.side == crate::error::Side::Upstream && e.retryable,
+            };
+            if !retry || !self.budgets[spec.index].withdraw(&r) {
+                return result;
+            }
+            let pause = r.backoff_before(attempt);
+            if Instant::now() + pause >= deadline {
+                return result;
+            }
+            tracing::debug!(route = spec.id, attempt, "retrying");
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
     }
 }
 

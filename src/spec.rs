@@ -153,6 +153,10 @@ pub struct RouteSpec {
     pub cors: Option<&'static crate::policy::cors::CorsSpec>,
     /// The route's canary.
     pub canary: Option<crate::policy::canary::CanarySpec>,
+    /// The route's retry policy.
+    pub retries: Option<crate::policy::retry::RetrySpec>,
+    /// The route's position in the spec (indexes per-route state).
+    pub index: usize,
 }
 
 /// A compiled spec: implemented by generated code (`build.rs` for

@@ -252,5 +252,7 @@ fn runtime_spec(r: &RouteIr) -> RouteSpec {
         body_limit: 1 << 20,
         cors: None,
         canary: None,
+        retries: None,
+        index: 0,
     }
 }

@@ -4,6 +4,8 @@
 #[path = "support/lib.rs"]
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway::routes::Spec as Aegis;
@@ -154,14 +156,54 @@ mod edge_cases {
 }
 
 async fn edge() -> Running {
+    edge_with_bouncy("http://127.0.0.1:9".into()).await
+}
+
+async fn edge_with_bouncy(bouncy: String) -> Running {
     let reader = echo_upstream("reader").await;
     let writer = echo_upstream("writer").await;
     start::<edge_cases::Spec>(&[
         ("READER_URL", format!("http://{reader}")),
         ("WRITER_URL", format!("http://{writer}")),
         ("FLAKY_URL", "http://127.0.0.1:9".into()),
+        ("BOUNCY_URL", bouncy),
     ])
     .await
+}
+
+/// An upstream that answers with the scripted (status, delay) pairs in
+/// order, then 200s; it counts every request it sees.
+async fn scripted_upstream(script: Vec<(u16, u64)>) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let script = Arc::new(Mutex::new(std::collections::VecDeque::from(script)));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (script, counter) = (script.clone(), counter.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let (status, delay) = script.lock().unwrap().pop_front().unwrap_or((200, 0));
+                    async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        let mut r = http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from("done"),
+                        ));
+                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, std::convert::Infallible>(r)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+            });
+        }
+    });
+    (addr, hits)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,5 +330,62 @@ async fn canary_is_sticky_per_consumer_and_can_be_forced() {
     for _ in 0..20 {
         assert_eq!(side(None).await["service"], first);
     }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotent_requests_are_retried_on_configured_statuses() {
+    let (addr, hits) = scripted_upstream(vec![(503, 0), (500, 0)]).await;
+    let gw = edge_with_bouncy(format!("http://{addr}")).await;
+    let got = send("GET", &gw.url("/retry/x"), &[], "").await;
+    assert_eq!(got.status, 200, "third attempt succeeds");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attempts_are_capped_and_the_last_answer_is_returned() {
+    let (addr, hits) = scripted_upstream(vec![(503, 0); 5]).await;
+    let gw = edge_with_bouncy(format!("http://{addr}")).await;
+    assert_eq!(send("GET", &gw.url("/retry/x"), &[], "").await.status, 503);
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_idempotent_and_unlisted_statuses_are_not_retried() {
+    let (addr, hits) = scripted_upstream(vec![(503, 0), (502, 0)]).await;
+    let gw = edge_with_bouncy(format!("http://{addr}")).await;
+    assert_eq!(
+        send("POST", &gw.url("/retry/x"), &[], "{}").await.status,
+        503
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "POST is not retried");
+    assert_eq!(send("GET", &gw.url("/retry/x"), &[], "").await.status, 502);
+    assert_eq!(hits.load(Ordering::SeqCst), 2, "502 is not in the list");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_try_timeout_is_retried_within_the_whole_request_timeout() {
+    let (addr, hits) = scripted_upstream(vec![(200, 1000)]).await;
+    let gw = edge_with_bouncy(format!("http://{addr}")).await;
+    let started = std::time::Instant::now();
+    let got = send("GET", &gw.url("/retry/x"), &[], "").await;
+    assert_eq!(got.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_errors_are_retried_then_502() {
+    let gw = edge().await;
+    let got = send("GET", &gw.url("/retry/x"), &[], "").await;
+    assert_eq!(got.status, 502);
     gw.shutdown().await;
 }

@@ -264,6 +264,37 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
         quote!(None)
     };
     let body_limit = Literal::u64_unsuffixed(r.body_limit.unwrap_or(10 << 20));
+    let index = usize_lit(c.routes.iter().position(|x| x.id == r.id).unwrap_or(0));
+    let retries = match &r.retries {
+        Some(rt) => {
+            let (attempts, on, budget, floor, non_idem) = (
+                rt.attempts,
+                &rt.on,
+                rt.budget,
+                rt.min_per_second,
+                rt.non_idempotent,
+            );
+            let per_try = match rt.per_try_ms {
+                Some(n) => {
+                    let d = ms(n);
+                    quote!(Some(#d))
+                }
+                None => quote!(None),
+            };
+            let (backoff, max_backoff) = (ms(rt.backoff_ms), ms(rt.max_backoff_ms));
+            quote!(Some(rt::RetrySpec {
+                attempts: #attempts,
+                on: &[#(#on),*],
+                per_try_timeout: #per_try,
+                backoff: #backoff,
+                max_backoff: #max_backoff,
+                budget_percent: #budget,
+                min_per_second: #floor,
+                non_idempotent: #non_idem,
+            }))
+        }
+        None => quote!(None),
+    };
     let canary = match &r.canary {
         Some((svc, bp, header)) => {
             let svc = service_ident(&c.services[*svc].name);
@@ -318,6 +349,8 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
             body_limit: #body_limit,
             cors: #cors,
             canary: #canary,
+            retries: #retries,
+            index: #index,
         };
     }
 }

@@ -18,7 +18,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 
 pub use auth::{AuthKind, Claims, Identity, IdentityKind, Jwt, RouteServiceAuth, ServiceAuth};
 pub use locate::{PathSeg, SpecPath};
-pub use traffic::{Canary, Cors, RateKey, RateLimit};
+pub use traffic::{Canary, Cors, RateKey, RateLimit, Retries};
 
 /// The whole spec file.
 #[derive(Debug, Deserialize)]
@@ -151,9 +151,8 @@ pub struct Policy {
     pub rate_limit: Option<RateLimit>,
     /// CORS.
     pub cors: Option<Cors>,
-    /// Retries (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub retries: Option<Planned>,
+    /// Retries.
+    pub retries: Option<Retries>,
     /// Request body limit: `10MiB`, `512KiB`, or bytes. Default `10MiB`.
     pub body_limit: Option<String>,
 }

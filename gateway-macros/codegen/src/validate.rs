@@ -110,6 +110,8 @@ pub struct RouteIr {
     pub body_limit: Option<u64>,
     /// Canary: (service index, weight in basis points, force header).
     pub canary: Option<(usize, u32, String)>,
+    /// Retries.
+    pub retries: Option<traffic::RetriesIr>,
     /// Index of the route in the spec's `routes:` list.
     pub spec_index: usize,
 }
@@ -517,7 +519,9 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
     if let Some(b) = &p.body_limit {
         cx.check(&at.key("body_limit"), traffic::parse_size(b));
     }
-    cx.planned(at, "retries", p.retries.as_ref(), "retries");
+    if let Some(r) = &p.retries {
+        traffic::check_retries(cx, &at.key("retries"), r);
+    }
 }
 
 fn check_route(
@@ -638,6 +642,7 @@ fn check_route(
             .as_deref()
             .and_then(|b| traffic::parse_size(b).ok()),
         canary,
+        retries: policy.retries.as_ref().map(traffic::retries_ir),
         policy_name,
         auth,
         spec_index: i,

@@ -57,6 +57,10 @@ fn policy_text(c: &Checked, r: &RouteIr) -> String {
         let name = &c.services[*svc].name;
         parts.push(format!("canary={}%->{name}", *bp as f64 / 100.0));
     }
+    if let Some(rt) = &r.retries {
+        let on: Vec<String> = rt.on.iter().map(u16::to_string).collect();
+        parts.push(format!("retries={}x[{}]", rt.attempts, on.join(",")));
+    }
     if let Some(b) = r.body_limit {
         parts.push(format!("body<={}", size_text(b)));
     }

@@ -64,3 +64,27 @@ pub struct Canary {
     /// Default `X-Canary`.
     pub header: Option<String>,
 }
+
+/// `retries:` of a policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retries {
+    /// Attempts in all, the first included (2 to 10).
+    pub attempts: u32,
+    /// Upstream statuses that are retried. Connect errors always are.
+    #[serde(default)]
+    pub on: Vec<u16>,
+    /// Timeout of each attempt; its expiry is retried. Default: none (the
+    /// route's `timeout` bounds every attempt together).
+    pub per_try_timeout: Option<String>,
+    /// First backoff; doubles per attempt, with full jitter. Default `25ms`.
+    pub backoff: Option<String>,
+    /// Longest backoff. Default `1s`.
+    pub max_backoff: Option<String>,
+    /// Retries at most this percent of requests. Default 20.
+    pub budget: Option<u32>,
+    /// Retries always allowed per second, however quiet. Default 10.
+    pub min_per_second: Option<u32>,
+    /// Also retry POST and PATCH. Default `false`.
+    pub non_idempotent: Option<bool>,
+}

@@ -2,7 +2,7 @@
 
 use super::pattern::Problem;
 use super::{values, Ctx};
-use crate::spec::{Cors, RateKey, RateLimit, SpecPath};
+use crate::spec::{Cors, RateKey, RateLimit, Retries, SpecPath};
 
 fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
     Problem {
@@ -268,4 +268,93 @@ pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<Co
         credentials,
         max_age_s,
     })
+}
+
+/// Checked retries.
+#[derive(Debug, Clone)]
+pub struct RetriesIr {
+    /// Attempts in all.
+    pub attempts: u32,
+    /// Retried statuses.
+    pub on: Vec<u16>,
+    /// Per-try timeout in ms.
+    pub per_try_ms: Option<u64>,
+    /// First backoff in ms.
+    pub backoff_ms: u64,
+    /// Longest backoff in ms.
+    pub max_backoff_ms: u64,
+    /// Budget percent.
+    pub budget: u32,
+    /// Floor per second.
+    pub min_per_second: u32,
+    /// Retry POST and PATCH.
+    pub non_idempotent: bool,
+}
+
+/// Retries' IR, without diagnostics.
+pub fn retries_ir(r: &Retries) -> RetriesIr {
+    let ms = |v: &Option<String>, d: u64| {
+        v.as_deref()
+            .and_then(|s| values::duration_ms(s).ok())
+            .unwrap_or(d)
+    };
+    RetriesIr {
+        attempts: r.attempts.clamp(1, 10),
+        on: r.on.clone(),
+        per_try_ms: r
+            .per_try_timeout
+            .as_deref()
+            .and_then(|s| values::duration_ms(s).ok()),
+        backoff_ms: ms(&r.backoff, 25),
+        max_backoff_ms: ms(&r.max_backoff, 1000),
+        budget: r.budget.unwrap_or(20),
+        min_per_second: r.min_per_second.unwrap_or(10),
+        non_idempotent: r.non_idempotent.unwrap_or(false),
+    }
+}
+
+/// Retries stay bounded: a few attempts, statuses that can be transient
+/// (5xx, 408, 429), and a budget, so retries cannot multiply an outage.
+pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
+    if !(2..=10).contains(&r.attempts) {
+        cx.error(
+            &at.key("attempts"),
+            problem(
+                format!("{} attempts is out of range", r.attempts),
+                "use 2 to 10 attempts in all",
+            ),
+        );
+    }
+    for (i, s) in r.on.iter().enumerate() {
+        if !(*s >= 500 && *s <= 599 || *s == 408 || *s == 429) {
+            cx.error(
+                &at.key("on").index(i),
+                problem(
+                    format!("status {s} is not worth retrying"),
+                    "retry 5xx, 408 or 429 only",
+                ),
+            );
+        }
+    }
+    for key in ["per_try_timeout", "backoff", "max_backoff"] {
+        let v = match key {
+            "per_try_timeout" => &r.per_try_timeout,
+            "backoff" => &r.backoff,
+            _ => &r.max_backoff,
+        };
+        if let Some(s) = v {
+            cx.check(&at.key(key), values::duration_ms(s));
+        }
+    }
+    if let Some(b) = r.budget {
+        if !(1..=100).contains(&b) {
+            cx.error(
+                &at.key("budget"),
+                problem(
+                    format!("a budget of {b}% is out of range"),
+                    "use 1 to 100 (percent of requests)",
+                ),
+            );
+        }
+    }
 }
