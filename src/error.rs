@@ -41,6 +41,11 @@ pub enum ErrorKind {
     TooManyRequests,
     /// A CORS preflight from an origin the route does not allow.
     CorsOriginNotAllowed,
+    /// The request named an API version the route does not serve; the
+    /// body lists these, the supported ones.
+    UnsupportedVersion(&'static [&'static str]),
+    /// The selected API version is past its sunset and retired.
+    VersionGone,
 }
 
 /// Which side caused the error, for logs.
@@ -102,6 +107,8 @@ impl GatewayError {
             ErrorKind::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::CorsOriginNotAllowed => StatusCode::FORBIDDEN,
+            ErrorKind::UnsupportedVersion(_) => StatusCode::BAD_REQUEST,
+            ErrorKind::VersionGone => StatusCode::GONE,
         }
     }
 
@@ -122,12 +129,17 @@ impl GatewayError {
             ErrorKind::PayloadTooLarge => "Request body too large",
             ErrorKind::TooManyRequests => "Too many requests",
             ErrorKind::CorsOriginNotAllowed => "Origin not allowed",
+            ErrorKind::UnsupportedVersion(_) => "Unsupported API version",
+            ErrorKind::VersionGone => "API version retired",
         }
     }
 
     /// The JSON error response.
     pub fn into_response(self, request_id: &str) -> Response<ResponseBody> {
-        let body = serde_json::json!({ "error": self.message(), "request_id": request_id });
+        let mut body = serde_json::json!({ "error": self.message(), "request_id": request_id });
+        if let ErrorKind::UnsupportedVersion(supported) = self.kind {
+            body["supported"] = serde_json::json!(supported);
+        }
         let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
         *resp.status_mut() = self.status();
         resp.headers_mut().insert(

@@ -61,6 +61,7 @@ pub mod __codegen {
     pub use crate::policy::credentials;
     pub use crate::policy::ratelimit::{RateKeyKind, RateLimit, RateLimitSpec};
     pub use crate::policy::retry::RetrySpec;
+    pub use crate::policy::version::{DeprecatedSpec, VersionSet, VersionSpec};
     pub use crate::policy::StripCredentials;
     pub use crate::spec::{GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec};
     pub use std::sync::Arc;

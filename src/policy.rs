@@ -6,5 +6,6 @@ pub mod cors;
 pub mod credentials;
 pub mod ratelimit;
 pub mod retry;
+pub mod version;
 
 pub use credentials::StripCredentials;

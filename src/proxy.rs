@@ -317,10 +317,12 @@ fn from_client_body(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// Writes the upstream path for a matched route: the template with
-/// parameters substituted as received (never decoded), then the query.
+/// Writes the upstream path for a matched route: the template (the
+/// route's, or its selected version's) with parameters substituted as
+/// received (never decoded), then the query.
 pub fn upstream_path<V>(
     route: &RouteSpec,
+    template: &[Part],
     m: &PathMatch<'_, '_, V>,
     path: &str,
     query: Option<&str>,
@@ -333,7 +335,7 @@ pub fn upstream_path<V>(
     let rest_at = route
         .rest_segment
         .and_then(|k| path.match_indices('/').nth(k).map(|(i, _)| i));
-    for part in route.upstream {
+    for part in template {
         match *part {
             Part::Lit(l) => out.push_str(l),
             Part::Param(i) => out.push_str(m.param(i).unwrap_or("")),

@@ -31,6 +31,7 @@ use crate::headers::{self, ClientForwarded};
 use crate::ids::Ids;
 use crate::log::{self, Access, AccessSink, SecurityEvent};
 use crate::policy::cors::CorsSpec;
+use crate::policy::version::VersionSet;
 use crate::proxy::ProxyBody;
 use crate::proxy::{self, Proxy};
 use crate::routing::{self, Miss, Router};
@@ -128,6 +129,8 @@ struct Outcome {
     cors: Option<&'static CorsSpec>,
     /// The response is the gateway's own preflight answer, complete as is.
     preflight: bool,
+    /// The route's API versions and the one selected, for every response.
+    versions: Option<(&'static VersionSet, Option<usize>)>,
 }
 
 impl<S: Spec> Gateway<S> {
@@ -245,6 +248,9 @@ impl<S: Spec> Gateway<S> {
         if let (Some(cors), false) = (pending.out.cors, pending.out.preflight) {
             cors.response_headers(origin.as_ref(), resp.headers_mut());
         }
+        if let Some((vs, selected)) = pending.out.versions {
+            vs.response_headers(selected, resp.headers_mut());
+        }
         if let Some(rl) = &ctx.rate_limit {
             let h = resp.headers_mut();
             h.insert("ratelimit-policy", rl.policy.clone());
@@ -335,12 +341,31 @@ impl<S: Spec> Gateway<S> {
         let spec = S::route(route);
         out.route = Some(spec.id);
         out.cors = spec.cors;
-        let rel = proxy::upstream_path(spec, &m, path, parts.uri.query(), "");
+        // The version is read from the head now (its template shapes the
+        // upstream path) but refused only after authorization (§2 order).
+        let chosen = spec.versions.map(|vs| (vs, vs.select(&parts.headers)));
+        let version = match chosen {
+            Some((vs, Ok(i))) => vs.live.get(i),
+            _ => None,
+        };
+        out.versions = chosen.map(|(vs, c)| (vs, c.ok()));
+        let template = version.map_or(spec.upstream, |v| v.upstream);
+        let rel = proxy::upstream_path(spec, template, &m, path, parts.uri.query(), "");
         drop(m);
         // Authentication and authorization need only the head: refuse what
         // cannot pass before any body is read (contract §2 order).
         if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, &parts) {
             return Err(e);
+        }
+        if let Some((vs, Err(_))) = chosen {
+            return Err(GatewayError::client(ErrorKind::UnsupportedVersion(
+                vs.names,
+            )));
+        }
+        if let Some(d) = version.and_then(|v| v.deprecated.as_ref()) {
+            if d.gone(crate::policy::version::unix_now()) {
+                return Err(GatewayError::client(ErrorKind::VersionGone));
+            }
         }
         let declared = parts
             .headers
@@ -366,7 +391,7 @@ impl<S: Spec> Gateway<S> {
         // The canary (if any) is chosen once the consumer is known.
         let service = match spec.canary {
             Some(c) if c.pick(ctx, &parts.headers) => c.service,
-            _ => spec.service,
+            _ => version.map_or(spec.service, |v| v.service),
         };
         let upstream = self.proxy.upstream(service).ok_or_else(|| {
             GatewayError::upstream(ErrorKind::BadGateway, "unknown service index")

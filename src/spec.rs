@@ -155,6 +155,9 @@ pub struct RouteSpec {
     pub canary: Option<crate::policy::canary::CanarySpec>,
     /// The route's retry policy.
     pub retries: Option<crate::policy::retry::RetrySpec>,
+    /// The route's API versions; `service` and `upstream` are then the
+    /// default version's.
+    pub versions: Option<&'static crate::policy::version::VersionSet>,
     /// The route's position in the spec (indexes per-route state).
     pub index: usize,
 }

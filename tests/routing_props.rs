@@ -202,7 +202,7 @@ proptest! {
             prop_assume!(m.is_ok());
             let m = m.unwrap();
             let route = &specs[m.routes[0]];
-            let got = upstream_path(route, &m, &path, query.as_deref(), "");
+            let got = upstream_path(route, route.upstream, &m, &path, query.as_deref(), "");
             let want = match &query { Some(q) => format!("{want}?{q}"), None => want };
             prop_assert_eq!(got, want);
         }
@@ -215,7 +215,7 @@ proptest! {
         let router = Router::new(Bundled::PATHS.iter().copied()).unwrap();
         if let Ok(m) = router.lookup(&path) {
             if let Ok(route) = select_method(m.routes, &http::Method::GET, |r| Bundled::route(r).methods) {
-                let up = upstream_path(Bundled::route(route), &m, &path, None, "");
+                let up = upstream_path(Bundled::route(route), Bundled::route(route).upstream, &m, &path, None, "");
                 let lower = up.to_ascii_lowercase();
                 prop_assert!(!lower.contains("%2f") && !lower.contains("%5c"), "{} -> {}", path, up);
                 for seg in lower.split('/') {
@@ -253,6 +253,7 @@ fn runtime_spec(r: &RouteIr) -> RouteSpec {
         cors: None,
         canary: None,
         retries: None,
+        versions: None,
         index: 0,
     }
 }

@@ -229,15 +229,7 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
     let (id, pattern) = (&r.id, &r.pattern_text);
     let methods = methods_expr(r.methods);
     let service = service_ident(&c.services[r.service].name);
-    let parts = r.template.iter().map(|p| match p {
-        Part::Lit(l) => quote!(rt::Part::Lit(#l)),
-        Part::Param(i) => {
-            let i = usize_lit(*i);
-            quote!(rt::Part::Param(#i))
-        }
-        Part::Rest => quote!(rt::Part::Rest),
-        Part::Suffix => quote!(rt::Part::Suffix),
-    });
+    let parts = template_parts(&r.template);
     let rest_segment = match r.rest_segment {
         Some(n) => {
             let n = usize_lit(n);
@@ -254,8 +246,11 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
     // body is read first; other routes stream.
     let inbound_v2 = r.auth.service.as_ref().is_some_and(|s| s.v2);
     let signs_body = |i: usize| c.services[i].identity.kind == IdentityKind::Hmac;
-    let outbound_v2 =
-        signs_body(r.service) || r.canary.as_ref().is_some_and(|(i, _, _)| signs_body(*i));
+    let outbound_v2 = signs_body(r.service)
+        || r.canary.as_ref().is_some_and(|(i, _, _)| signs_body(*i))
+        || r.versions
+            .as_ref()
+            .is_some_and(|v| v.live.iter().any(|x| signs_body(x.service)));
     // Buffered bodies default to 1 MiB, streamed ones to 10 MiB.
     let buffer_body = if inbound_v2 || outbound_v2 {
         let n = Literal::u64_unsuffixed(r.body_limit.unwrap_or(1 << 20));
@@ -333,6 +328,10 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
         }
         None => quote!(None),
     };
+    let versions = match &r.versions {
+        Some(v) => versions_expr(c, v),
+        None => quote!(None),
+    };
     let doc = doc(format!("Route `{}`.", r.pattern_text));
     quote! {
         #[doc = #doc]
@@ -350,9 +349,81 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
             cors: #cors,
             canary: #canary,
             retries: #retries,
+            versions: #versions,
             index: #index,
         };
     }
+}
+
+fn template_parts(template: &[Part]) -> Vec<TokenStream> {
+    template
+        .iter()
+        .map(|p| match p {
+            Part::Lit(l) => quote!(rt::Part::Lit(#l)),
+            Part::Param(i) => {
+                let i = usize_lit(*i);
+                quote!(rt::Part::Param(#i))
+            }
+            Part::Rest => quote!(rt::Part::Rest),
+            Part::Suffix => quote!(rt::Part::Suffix),
+        })
+        .collect()
+}
+
+/// A route's versions, with deprecation header values computed here so
+/// the hot path only copies static strings.
+fn versions_expr(c: &Checked, v: &crate::validate::versions::VersionsIr) -> TokenStream {
+    use crate::validate::versions::imf_fixdate;
+    let vendor = &v.vendor;
+    let default = usize_lit(v.default);
+    let names = v.live.iter().map(|x| &x.name);
+    let live = v.live.iter().map(|x| {
+        let name = &x.name;
+        let svc = service_ident(&c.services[x.service].name);
+        let parts = template_parts(&x.template);
+        let deprecated = match &x.deprecated {
+            Some(d) => {
+                let deprecation = format!("@{}", d.since);
+                let sunset = match d.sunset {
+                    Some(s) => {
+                        let text = imf_fixdate(s);
+                        let unix = s as u64;
+                        (quote!(Some(#text)), quote!(Some(#unix)))
+                    }
+                    None => (quote!(None), quote!(None)),
+                };
+                let (sunset, sunset_unix) = sunset;
+                let link = match &d.link {
+                    Some(l) => {
+                        let l = format!("<{l}>; rel=\"deprecation\"");
+                        quote!(Some(#l))
+                    }
+                    None => quote!(None),
+                };
+                let gone = d.gone_after_sunset;
+                quote!(Some(rt::DeprecatedSpec {
+                    deprecation: #deprecation,
+                    sunset: #sunset,
+                    sunset_unix: #sunset_unix,
+                    link: #link,
+                    gone_after_sunset: #gone,
+                }))
+            }
+            None => quote!(None),
+        };
+        quote!(rt::VersionSpec {
+            name: #name,
+            service: service::#svc,
+            upstream: &[#(#parts),*],
+            deprecated: #deprecated,
+        })
+    });
+    quote!(Some(&rt::VersionSet {
+        vendor: #vendor,
+        default: #default,
+        live: &[#(#live),*],
+        names: &[#(#names),*],
+    }))
 }
 
 fn paths_const(c: &Checked) -> TokenStream {

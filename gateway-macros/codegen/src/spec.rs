@@ -18,7 +18,7 @@ use crate::diag::{Diagnostic, Diagnostics};
 
 pub use auth::{AuthKind, Claims, Identity, IdentityKind, Jwt, RouteServiceAuth, ServiceAuth};
 pub use locate::{PathSeg, SpecPath};
-pub use traffic::{Canary, Cors, RateKey, RateLimit, Retries};
+pub use traffic::{Canary, Cors, Deprecated, RateKey, RateLimit, Retries, Version, Versions};
 
 /// The whole spec file.
 #[derive(Debug, Deserialize)]
@@ -109,15 +109,14 @@ pub struct Route {
     pub path: String,
     /// Allowed methods; all standard methods when absent.
     pub methods: Option<Vec<String>>,
-    /// Upstream service name.
-    pub service: String,
-    /// Upstream path template.
-    pub upstream: String,
+    /// Upstream service name (absent when `versions` names them).
+    pub service: Option<String>,
+    /// Upstream path template (absent when `versions` names them).
+    pub upstream: Option<String>,
     /// A named policy, or an inline one.
     pub policy: Option<PolicyRef>,
-    /// Several live API versions (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub versions: Option<Planned>,
+    /// Several live API versions, each its own upstream.
+    pub versions: Option<Versions>,
     /// A weighted share of the traffic to another upstream.
     pub canary: Option<Canary>,
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod pattern;
 pub mod traffic;
 pub mod values;
+pub mod versions;
 
 #[cfg(test)]
 mod tests;
@@ -112,6 +113,8 @@ pub struct RouteIr {
     pub canary: Option<(usize, u32, String)>,
     /// Retries.
     pub retries: Option<traffic::RetriesIr>,
+    /// API versions; `service` and `template` are then the default's.
+    pub versions: Option<versions::VersionsIr>,
     /// Index of the route in the spec's `routes:` list.
     pub spec_index: usize,
 }
@@ -141,6 +144,7 @@ impl RouteIr {
 struct Ctx<'a> {
     src: &'a Source<'a>,
     diags: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
@@ -148,6 +152,15 @@ impl Ctx<'_> {
         let (line, col) = self.src.locate(at);
         self.diags
             .push(Diagnostic::at(self.src, line, col, p.message).help(p.help));
+    }
+
+    fn warn(&mut self, at: &SpecPath, p: Problem) {
+        let (line, col) = self.src.locate(at);
+        self.warnings.push(
+            Diagnostic::at(self.src, line, col, p.message)
+                .help(p.help)
+                .warning(),
+        );
     }
 
     fn check<T>(&mut self, at: &SpecPath, r: Result<T, Problem>) -> Option<T> {
@@ -179,6 +192,7 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
     let mut cx = Ctx {
         src,
         diags: Vec::new(),
+        warnings: Vec::new(),
     };
     let gateway = check_gateway(&mut cx, spec);
     let services = check_services(&mut cx, spec);
@@ -201,7 +215,7 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
         services,
         routes: routes.into_iter().map(|(_, r)| r).collect(),
         paths,
-        warnings: Diagnostics::default(),
+        warnings: Diagnostics(cx.warnings),
     };
     check_health_shadow(src, &mut checked);
     Ok(checked)
@@ -400,6 +414,101 @@ fn check_canary(
     Some((idx?, bp, header.to_ascii_lowercase()))
 }
 
+type Upstreams = (
+    Option<usize>,
+    Option<Vec<Part>>,
+    Option<versions::VersionsIr>,
+);
+
+/// The route's upstream: its own `service` and `upstream`, or, with
+/// `versions`, the default version's (and the versions).
+fn check_upstreams(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    r: &crate::spec::Route,
+    pattern: Option<&Pattern>,
+    services: &[ServiceIr],
+) -> Upstreams {
+    let mut one = |cx: &mut Ctx<'_>, at: &SpecPath, svc: &str, up: &str, p: Option<&Pattern>| {
+        check_service_and_template(cx, at, &r.path, svc, up, p, services)
+    };
+    match (&r.versions, &r.service, &r.upstream) {
+        (Some(v), None, None) => {
+            let vs = versions::check_versions(cx, &at.key("versions"), v, pattern, &mut one);
+            match vs {
+                Some(vs) => {
+                    let d = &vs.live[vs.default];
+                    (Some(d.service), Some(d.template.clone()), Some(vs))
+                }
+                None => (None, None, None),
+            }
+        }
+        (Some(_), s, _) => {
+            let field = if s.is_some() { "service" } else { "upstream" };
+            cx.error(
+                &at.key(field),
+                Problem {
+                    message: format!("`{field}` is set beside `versions`"),
+                    help:
+                        "with `versions`, each live version names its own `service` and `upstream`"
+                            .into(),
+                },
+            );
+            (None, None, None)
+        }
+        (None, Some(svc), Some(up)) => {
+            let (s, t) = one(cx, at, svc, up, pattern);
+            (s, t, None)
+        }
+        (None, s, _) => {
+            let field = if s.is_none() { "service" } else { "upstream" };
+            cx.error(
+                &at.key("path"),
+                Problem {
+                    message: format!("route `{}` has no `{field}`", r.path),
+                    help: "name the upstream `service` and its `upstream` path, or list `versions`"
+                        .into(),
+                },
+            );
+            (None, None, None)
+        }
+    }
+}
+
+/// A `service` name and an `upstream` template, as a route or a version
+/// writes them.
+fn check_service_and_template(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    path: &str,
+    svc: &str,
+    up: &str,
+    pattern: Option<&Pattern>,
+    services: &[ServiceIr],
+) -> (Option<usize>, Option<Vec<Part>>) {
+    let service = services.iter().position(|s| s.name == svc);
+    if service.is_none() {
+        let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        cx.error(
+            &at.key("service"),
+            Problem {
+                message: format!("route `{path}` uses unknown service `{svc}`"),
+                help: if known.is_empty() {
+                    "declare it under `services:`".into()
+                } else {
+                    format!(
+                        "declare it under `services:`, or use one of: {}",
+                        known.join(", ")
+                    )
+                },
+            },
+        );
+    }
+    let template =
+        pattern.and_then(|p| cx.check(&at.key("upstream"), pattern::parse_template(up, p)));
+    (service, template)
+}
+
 /// A breaker per upstream is on by default, so one failing service is
 /// answered fast instead of tying up connections; bounds keep it useful.
 fn check_breaker(
@@ -533,7 +642,6 @@ fn check_route(
 ) -> Option<RouteIr> {
     let r = &spec.routes[i];
     let at = SpecPath::root().key("routes").index(i);
-    cx.planned(&at, "versions", r.versions.as_ref(), "API versions");
     let pattern = cx.check(&at.key("path"), pattern::parse_pattern(&r.path));
     if r.path == "/health" {
         cx.error(
@@ -547,27 +655,16 @@ fn check_route(
         );
     }
     let methods = check_methods(cx, &at, r.methods.as_deref());
-    let service = services.iter().position(|s| s.name == r.service);
-    if service.is_none() {
-        let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let (service, template, versions) = check_upstreams(cx, &at, r, pattern.as_ref(), services);
+    if r.canary.is_some() && r.versions.is_some() {
         cx.error(
-            &at.key("service"),
+            &at.key("canary"),
             Problem {
-                message: format!("route `{}` uses unknown service `{}`", r.path, r.service),
-                help: if known.is_empty() {
-                    "declare it under `services:`".into()
-                } else {
-                    format!(
-                        "declare it under `services:`, or use one of: {}",
-                        known.join(", ")
-                    )
-                },
+                message: "a versioned route cannot also have a canary".into(),
+                help: "put the canary's upstream under its own version, or split the route".into(),
             },
         );
     }
-    let template = pattern
-        .as_ref()
-        .and_then(|p| cx.check(&at.key("upstream"), pattern::parse_template(&r.upstream, p)));
     let (policy, policy_name) = resolve_policy(cx, spec, &at, r.policy.as_ref());
     let timeout_ms = policy
         .timeout
@@ -627,8 +724,12 @@ fn check_route(
         pattern,
         methods,
         service,
-        upstream_text: r.upstream.clone(),
+        upstream_text: versions.as_ref().map_or_else(
+            || r.upstream.clone().unwrap_or_default(),
+            |v| v.live[v.default].upstream_text.clone(),
+        ),
         template,
+        versions,
         rest_segment,
         timeout_ms,
         forward,

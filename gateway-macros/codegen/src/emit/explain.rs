@@ -57,6 +57,28 @@ fn policy_text(c: &Checked, r: &RouteIr) -> String {
         let name = &c.services[*svc].name;
         parts.push(format!("canary={}%->{name}", *bp as f64 / 100.0));
     }
+    if let Some(v) = &r.versions {
+        let live: Vec<String> = v
+            .live
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let mut t = format!("{}->{}", x.name, c.services[x.service].name);
+                if i == v.default {
+                    t.push('*');
+                }
+                if let Some(d) = &x.deprecated {
+                    t.push_str(if d.gone_after_sunset {
+                        "(deprecated,410)"
+                    } else {
+                        "(deprecated)"
+                    });
+                }
+                t
+            })
+            .collect();
+        parts.push(format!("versions={}", live.join("|")));
+    }
     if let Some(rt) = &r.retries {
         let on: Vec<String> = rt.on.iter().map(u16::to_string).collect();
         parts.push(format!("retries={}x[{}]", rt.attempts, on.join(",")));

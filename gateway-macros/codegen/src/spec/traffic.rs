@@ -88,3 +88,60 @@ pub struct Retries {
     /// Also retry POST and PATCH. Default `false`.
     pub non_idempotent: Option<bool>,
 }
+
+/// `versions:` of a route: several live API versions, each its own
+/// upstream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    /// The `<vendor>` of `application/vnd.<vendor>.v<name>+json`.
+    pub vendor: String,
+    /// The version served when a request names none.
+    #[serde(deserialize_with = "version_name")]
+    pub default: String,
+    /// The live versions, oldest first.
+    pub live: Vec<Version>,
+}
+
+/// One live API version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Version {
+    /// Its name: `1`, `2`, `2024-06-01`.
+    #[serde(deserialize_with = "version_name")]
+    pub version: String,
+    /// The upstream service serving it.
+    pub service: String,
+    /// Its upstream path template.
+    pub upstream: String,
+    /// Deprecation notice, when the version is on its way out.
+    pub deprecated: Option<Deprecated>,
+}
+
+/// `deprecated:` of a version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deprecated {
+    /// When it was deprecated: `2026-01-31` or `2026-01-31T12:00:00Z`.
+    pub since: String,
+    /// When it stops being served (same forms).
+    pub sunset: Option<String>,
+    /// A page explaining the deprecation (`Link: <url>; rel="deprecation"`).
+    pub link: Option<String>,
+    /// Answer `410 Gone` once the sunset has passed. Default `false`.
+    pub gone_after_sunset: Option<bool>,
+}
+
+/// A version name written as a YAML string or number (`1`, `"2"`).
+fn version_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Name {
+        Text(String),
+        Int(u64),
+    }
+    Ok(match Name::deserialize(d)? {
+        Name::Text(s) => s,
+        Name::Int(n) => n.to_string(),
+    })
+}

@@ -113,3 +113,34 @@ fn derived_ids_name_the_path() {
     assert_eq!(id("/"), "root");
     assert_eq!(id("/2fa/x-y"), "r_2fa_x_y");
 }
+
+#[test]
+fn a_sunset_already_past_is_a_build_warning() {
+    let spec = |sunset: &str| {
+        format!(
+            r#"gateway: {{ name: g, listen: "127.0.0.1:8000" }}
+services:
+  w:
+    url: {{ env: W_URL, default: "http://localhost:9001" }}
+    identity: {{ kind: none, unsigned: true }}
+routes:
+  - path: /w
+    versions:
+      vendor: acme
+      default: 2
+      live:
+        - {{ version: 1, service: w, upstream: /w1, deprecated: {{ since: 2020-01-01, sunset: {sunset} }} }}
+        - {{ version: 2, service: w, upstream: /w2 }}
+"#
+        )
+    };
+    let past = crate::compile_str("gateway.yaml", &spec("2021-06-30")).unwrap();
+    let text = past.warnings().render();
+    assert!(
+        text.contains("gateway.yaml:12:93: warning")
+            && text.contains("version `1` is past its sunset (2021-06-30)"),
+        "{text}"
+    );
+    let future = crate::compile_str("gateway.yaml", &spec("2099-06-30")).unwrap();
+    assert_eq!(future.warnings().warnings().count(), 0);
+}
