@@ -54,6 +54,9 @@ pub struct RequestCtx {
     pub auth_failure: Option<AuthFailure>,
     /// The rate limit's state, for the response headers.
     pub rate_limit: Option<crate::policy::ratelimit::RateState>,
+    /// A service signature is pending verification after the body: the
+    /// caller becomes known only then.
+    pub caller_pending: bool,
 }
 
 /// A user verified from a JWT.

@@ -216,6 +216,7 @@ impl<S: Spec> Gateway<S> {
             body_sha256: None,
             auth_failure: None,
             rate_limit: None,
+            caller_pending: false,
         };
         // Logs the request even if the client goes away before the answer
         // and this future is dropped.

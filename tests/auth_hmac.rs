@@ -1412,3 +1412,36 @@ async fn no_secret_signature_or_token_is_ever_logged() {
     }
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_keyed_on_the_service_gives_each_verified_caller_its_own_bucket() {
+    let h = Harness::start(&[]).await;
+    let as_caller = |service: &str, secret: &str| {
+        let mut r = V2::new("POST", "/internal/limited/jobs", r#"{"n":1}"#);
+        r.service = service.into();
+        r.secret = secret.into();
+        r
+    };
+    for i in 0..2 {
+        let got = h.send_v2(&as_caller("billing", BILLING)).await;
+        assert_eq!(got.status, 200, "billing request {i}");
+        let want = format!(r#""per-service";r={};t={}"#, 1 - i, i);
+        assert_eq!(got.header("ratelimit"), Some(want.as_str()));
+    }
+    let got = h.send_v2(&as_caller("billing", BILLING)).await;
+    assert_eq!(got.status, 429);
+    assert_eq!(got.header("retry-after"), Some("1"));
+    // Same client address, another verified service: its own bucket.
+    let got = h.send_v2(&as_caller("reporting", REPORTING)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("ratelimit"), Some(r#""per-service";r=1;t=0"#));
+    // A forged caller never gets as far as the limit, nor spends a token.
+    let mut forged = as_caller("reporting", "wrong-secret");
+    forged.nonce = nonce();
+    assert_eq!(h.send_v2(&forged).await.status, 403);
+    let got = h.send_v2(&as_caller("reporting", REPORTING)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("ratelimit"), Some(r#""per-service";r=0;t=1"#));
+    assert_eq!(h.hits(), 4);
+    h.finish().await;
+}

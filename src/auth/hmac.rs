@@ -528,7 +528,10 @@ impl Step for HmacAuth {
             .verifier
             .precheck(&ctx.signing, now_unix(), &self.admits())
         {
-            Ok(()) => Flow::Continue,
+            Ok(()) => {
+                ctx.caller_pending = true;
+                Flow::Continue
+            }
             Err((reason, caller)) => self.fail(ctx, reason, caller),
         }
     }

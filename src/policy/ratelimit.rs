@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use http::HeaderValue;
 
@@ -74,18 +74,19 @@ pub struct RateState {
     pub retry_after: Option<u64>,
 }
 
-type Limiter =
-    RateLimiter<Key, DefaultKeyedStateStore<Key>, DefaultClock, StateInformationMiddleware>;
+type Limiter<C> = RateLimiter<Key, DashMapStateStore<Key>, C, StateInformationMiddleware>;
 
-/// Chain step: one bucket per key for this route.
-pub struct RateLimit {
+/// Chain step: one bucket per key for this route. The clock is the wall
+/// clock except in tests, which drive a fake one.
+pub struct RateLimit<C: Clock = DefaultClock> {
     spec: RateLimitSpec,
-    limiter: Limiter,
+    limiter: Limiter<C>,
+    clock: C,
     policy: HeaderValue,
     checks: AtomicU64,
 }
 
-impl std::fmt::Debug for RateLimit {
+impl<C: Clock> std::fmt::Debug for RateLimit<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
             .field("spec", &self.spec)
@@ -94,8 +95,15 @@ impl std::fmt::Debug for RateLimit {
 }
 
 impl RateLimit {
-    /// A limiter for `spec`.
+    /// A limiter for `spec` on the wall clock.
     pub fn new(spec: RateLimitSpec) -> Self {
+        RateLimit::with_clock(spec, DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimit<C> {
+    /// A limiter for `spec` on `clock`.
+    pub fn with_clock(spec: RateLimitSpec, clock: C) -> Self {
         let burst = NonZeroU32::new(spec.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let per_token = spec.window / spec.count.max(1);
         let quota = Quota::with_period(per_token.max(Duration::from_nanos(1)))
@@ -109,7 +117,9 @@ impl RateLimit {
         );
         RateLimit {
             spec,
-            limiter: RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>(),
+            limiter: RateLimiter::dashmap_with_clock(quota, clock.clone())
+                .with_middleware::<StateInformationMiddleware>(),
+            clock,
             policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"limit\"")),
             checks: AtomicU64::new(0),
         }
@@ -164,7 +174,7 @@ impl RateLimit {
         match self.limiter.check_key(key) {
             Ok(snapshot) => Ok(self.state(snapshot.remaining_burst_capacity(), per_token, None)),
             Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let wait = not_until.wait_time_from(self.clock.now());
                 let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
                 Err(self.state(0, wait, Some(secs)))
             }
@@ -172,8 +182,32 @@ impl RateLimit {
     }
 }
 
-impl Step for RateLimit {
+impl<C: Clock + Clone + Send + Sync + 'static> Step for RateLimit<C>
+where
+    C::Instant: Send + Sync,
+{
     fn before_body(&self, ctx: &mut RequestCtx, _: &RequestParts) -> Flow {
+        // A limit keyed on the calling service waits for its signature to
+        // be verified (after the body), or every caller behind one address
+        // would share a bucket.
+        let needs_caller = matches!(self.spec.key, RateKeyKind::Service)
+            || (self.spec.key == RateKeyKind::Consumer && ctx.user.is_none());
+        if needs_caller && ctx.caller_pending && ctx.caller.is_none() {
+            return Flow::Continue;
+        }
+        self.apply(ctx)
+    }
+
+    fn on_request(&self, ctx: &mut RequestCtx, _: &mut RequestParts) -> Flow {
+        if ctx.rate_limit.is_some() {
+            return Flow::Continue;
+        }
+        self.apply(ctx)
+    }
+}
+
+impl<C: Clock + Clone> RateLimit<C> {
+    fn apply(&self, ctx: &mut RequestCtx) -> Flow {
         match self.check(&self.key(ctx)) {
             Ok(state) => {
                 ctx.rate_limit = Some(state);
@@ -184,10 +218,6 @@ impl Step for RateLimit {
                 Flow::Respond(GatewayError::client(ErrorKind::TooManyRequests))
             }
         }
-    }
-
-    fn on_request(&self, _: &mut RequestCtx, _: &mut RequestParts) -> Flow {
-        Flow::Continue
     }
 }
 
@@ -222,6 +252,41 @@ mod tests {
         assert_eq!(s.limit, "\"test\";r=0;t=1");
         // Another key has its own bucket.
         assert!(l.check(&Key::Ip("10.0.0.2".parse().unwrap())).is_ok());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// However requests arrive, a key is never admitted more than
+        /// `burst + rate x elapsed` times; a fresh key gets its burst.
+        #[test]
+        fn never_admits_more_than_rate_times_time_plus_burst(
+            count in 1u32..200,
+            window_s in proptest::sample::select(vec![1u64, 60, 3600]),
+            burst in 1u32..30,
+            gaps_ms in proptest::collection::vec(0u64..3000, 1..400),
+        ) {
+            let clock = governor::clock::FakeRelativeClock::default();
+            let l = RateLimit::with_clock(
+                RateLimitSpec { name: "p", count, window: Duration::from_secs(window_s), burst, key: RateKeyKind::Route },
+                clock.clone(),
+            );
+            let (mut elapsed_ms, mut admitted) = (0u64, 0u64);
+            for (i, gap) in gaps_ms.iter().enumerate() {
+                if i > 0 {
+                    clock.advance(Duration::from_millis(*gap));
+                    elapsed_ms += gap;
+                }
+                if l.check(&Key::Route).is_ok() {
+                    admitted += 1;
+                }
+                let bound = u64::from(burst) + elapsed_ms * u64::from(count) / (window_s * 1000);
+                proptest::prop_assert!(admitted <= bound, "{admitted} admitted, bound {bound} after {elapsed_ms} ms");
+                if elapsed_ms == 0 {
+                    proptest::prop_assert_eq!(admitted, (i as u64 + 1).min(u64::from(burst)));
+                }
+            }
+        }
     }
 
     #[test]
