@@ -703,19 +703,46 @@ fn check_route(
         .canary
         .as_ref()
         .and_then(|c| check_canary(cx, &at.key("canary"), c, services, service));
-    if services[service].identity.kind == crate::spec::IdentityKind::Jwt
-        && forward.contains(&Credential::Authorization)
-    {
+    // Every service the route may reach: its own, a canary, each version.
+    let reachable = std::iter::once(service)
+        .chain(canary.as_ref().map(|c| c.0))
+        .chain(
+            versions
+                .iter()
+                .flat_map(|v| v.live.iter().map(|x| x.service)),
+        );
+    let jwt_service = reachable
+        .into_iter()
+        .find(|&i| services[i].identity.kind == crate::spec::IdentityKind::Jwt);
+    if let (Some(jwt_service), true) = (jwt_service, forward.contains(&Credential::Authorization)) {
         cx.error(
             &policy_at,
             Problem {
                 message: format!(
                     "the client's Authorization is forwarded, but service `{}` receives the gateway's token there",
-                    services[service].name
+                    services[jwt_service].name
                 ),
                 help: "stop forwarding `authorization`, or sign this service with `hmac`".into(),
             },
         );
+    }
+    if let Some(per_try) = policy
+        .retries
+        .as_ref()
+        .and_then(|r| r.per_try_timeout.as_deref())
+        .and_then(|t| values::duration_ms(t).ok())
+    {
+        if per_try >= timeout_ms {
+            cx.error(
+                &policy_at,
+                Problem {
+                    message: format!(
+                        "the per-try timeout ({per_try} ms) is not shorter than the route's timeout ({timeout_ms} ms)"
+                    ),
+                    help: "an attempt that times out could never be retried: shorten `retries.per_try_timeout` or lengthen `timeout`".into(),
+                },
+            );
+        }
     }
     let rest_segment = pattern.rest_segment();
     Some(RouteIr {

@@ -132,16 +132,26 @@ pub struct Deprecated {
     pub gone_after_sunset: Option<bool>,
 }
 
-/// A version name written as a YAML string or number (`1`, `"2"`).
+/// A version name written as a YAML string or whole number (`1`, `"2"`);
+/// anything else gets an error that says how to write it.
 fn version_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Name {
-        Text(String),
-        Int(u64),
+    struct Name;
+    impl serde::de::Visitor<'_> for Name {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a version name such as `2` or `\"2024-06-01\"`")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Err(E::custom(format_args!(
+                "the version name {v} is a number; quote it (`\"{v}\"`) so it is kept as written"
+            )))
+        }
     }
-    Ok(match Name::deserialize(d)? {
-        Name::Text(s) => s,
-        Name::Int(n) => n.to_string(),
-    })
+    d.deserialize_any(Name)
 }

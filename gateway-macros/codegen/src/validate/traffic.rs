@@ -346,6 +346,29 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
             cx.check(&at.key(key), values::duration_ms(s));
         }
     }
+    let ms = |v: &Option<String>| v.as_deref().and_then(|s| values::duration_ms(s).ok());
+    if let (Some(b), Some(m)) = (ms(&r.backoff), ms(&r.max_backoff)) {
+        if b > m {
+            cx.error(
+                &at.key("max_backoff"),
+                problem(
+                    "`max_backoff` is shorter than `backoff`",
+                    "the first backoff doubles up to `max_backoff`: make it at least `backoff`",
+                ),
+            );
+        }
+    }
+    if let Some(n) = r.min_per_second {
+        if n > 1000 {
+            cx.error(
+                &at.key("min_per_second"),
+                problem(
+                    format!("{n} retries per second is not a floor but no budget"),
+                    "use 0 to 1000; the budget is what keeps retries from multiplying an outage",
+                ),
+            );
+        }
+    }
     if let Some(b) = r.budget {
         if !(1..=100).contains(&b) {
             cx.error(

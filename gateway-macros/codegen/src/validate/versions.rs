@@ -141,7 +141,12 @@ pub(super) fn check_versions(
     }
     let default = v.live.iter().position(|x| x.version == v.default);
     if default.is_none() {
-        let names: Vec<&str> = v.live.iter().map(|x| x.version.as_str()).collect();
+        let mut names: Vec<&str> = Vec::new();
+        for x in &v.live {
+            if !names.contains(&x.version.as_str()) {
+                names.push(&x.version);
+            }
+        }
         cx.error(
             &at.key("default"),
             problem(
