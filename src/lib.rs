@@ -55,7 +55,7 @@ pub mod __codegen {
     pub use crate::chain::{Flow, RequestCtx, RequestParts, Step};
     pub use crate::config::{StartupEnv, StartupError};
     pub use crate::outbound::OutboundIdentity;
-    pub use crate::policy::breaker::BreakerSpec;
+    pub use crate::policy::breaker::{BreakerSpec, FailureRate};
     pub use crate::policy::canary::CanarySpec;
     pub use crate::policy::cors::CorsSpec;
     pub use crate::policy::credentials;

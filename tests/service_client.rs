@@ -27,6 +27,7 @@ static INSIGHTS: ServiceSpec = ServiceSpec {
         failures: 2,
         open_for: Duration::from_secs(60),
         probes: 1,
+        rate: None,
     }),
     tls_ca_env: None,
 };

@@ -1,5 +1,6 @@
 //! Circuit breaking per upstream service (contract §7): after too many
-//! consecutive failures (5xx, timeouts, connect errors; never 4xx) the
+//! consecutive failures (5xx, timeouts, connect errors; never 4xx), or
+//! when configured, too high a failure rate over a sliding window, the
 //! circuit opens and requests are answered `503` without connecting; after
 //! `open_for` it half-opens and admits a few probes; a successful probe
 //! closes it, a failed one opens it again. State changes are logged.
@@ -18,6 +19,31 @@ pub struct BreakerSpec {
     pub open_for: Duration,
     /// Probes admitted at once while half-open.
     pub probes: u32,
+    /// Also open on a failure rate over a window.
+    pub rate: Option<FailureRate>,
+}
+
+/// Opens the circuit when at least `percent` of the requests of the last
+/// `window` failed, once there were `min_requests` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureRate {
+    /// Failure share that opens the circuit, 1 to 100.
+    pub percent: u32,
+    /// The sliding window.
+    pub window: Duration,
+    /// Requests in the window below which the rate is not judged.
+    pub min_requests: u32,
+}
+
+/// Slices of the sliding window: the window slides a tenth at a time.
+const SLICES: usize = 10;
+
+/// One slice of the window: which slice of time it holds, and its
+/// requests (high 32 bits) and failures (low 32 bits).
+#[derive(Debug, Default)]
+struct Slice {
+    index: AtomicU64,
+    counts: AtomicU64,
 }
 
 const CLOSED: u8 = 0;
@@ -45,6 +71,7 @@ pub struct CircuitBreaker {
     opened_at_ms: AtomicU64,
     probes: AtomicU32,
     epoch: Instant,
+    window: [Slice; SLICES],
 }
 
 impl CircuitBreaker {
@@ -58,7 +85,47 @@ impl CircuitBreaker {
             opened_at_ms: AtomicU64::new(0),
             probes: AtomicU32::new(0),
             epoch: Instant::now(),
+            window: Default::default(),
         }
+    }
+
+    /// Counts one outcome in the window and tells whether the failure
+    /// rate now opens the circuit. Lock-free: a slice that has fallen out
+    /// of the window is claimed by one CAS and reset; a count racing that
+    /// reset may be lost, which only makes the rate slightly approximate.
+    fn rate_trips(&self, failed: bool) -> bool {
+        let Some(rate) = self.spec.rate else {
+            return false;
+        };
+        let slice_ms = (rate.window.as_millis() as u64 / SLICES as u64).max(1);
+        // +1 so that slice index 0 never looks current in a fresh slot.
+        let now = self.now_ms() / slice_ms + 1;
+        let slot = &self.window[(now % SLICES as u64) as usize];
+        let seen = slot.index.load(Ordering::Acquire);
+        if seen != now
+            && slot
+                .index
+                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            slot.counts.store(0, Ordering::Release);
+        }
+        slot.counts
+            .fetch_add((1 << 32) | u64::from(failed), Ordering::AcqRel);
+        if !failed {
+            return false;
+        }
+        let (mut requests, mut failures) = (0u64, 0u64);
+        for s in &self.window {
+            let i = s.index.load(Ordering::Acquire);
+            if i + (SLICES as u64) > now && i <= now {
+                let c = s.counts.load(Ordering::Acquire);
+                requests += c >> 32;
+                failures += c & 0xffff_ffff;
+            }
+        }
+        requests >= u64::from(rate.min_requests)
+            && failures * 100 >= u64::from(rate.percent) * requests
     }
 
     fn now_ms(&self) -> u64 {
@@ -107,6 +174,7 @@ impl CircuitBreaker {
 
     /// Records how an admitted request went.
     pub fn record(&self, admission: Admission, success: bool) {
+        let rate_trips = admission == Admission::Allowed && self.rate_trips(!success);
         if success {
             self.consecutive.store(0, Ordering::Release);
             if admission == Admission::Probe
@@ -124,8 +192,12 @@ impl CircuitBreaker {
             return;
         }
         let n = self.consecutive.fetch_add(1, Ordering::AcqRel) + 1;
-        if n >= self.spec.failures && self.state.load(Ordering::Acquire) == CLOSED {
-            self.open("consecutive failures");
+        if self.state.load(Ordering::Acquire) == CLOSED {
+            if n >= self.spec.failures {
+                self.open("consecutive failures");
+            } else if rate_trips {
+                self.open("failure rate");
+            }
         }
     }
 
@@ -133,6 +205,10 @@ impl CircuitBreaker {
         self.opened_at_ms.store(self.now_ms(), Ordering::Release);
         let previous = self.state.swap(OPEN, Ordering::AcqRel);
         self.consecutive.store(0, Ordering::Release);
+        // A reopened circuit starts judging its rate afresh.
+        for s in &self.window {
+            s.counts.store(0, Ordering::Release);
+        }
         if previous != OPEN {
             tracing::warn!(target: "breaker", service = self.service, state = "open", reason = why, "circuit opened");
         }
@@ -169,8 +245,83 @@ mod tests {
                 failures: 3,
                 open_for: Duration::from_millis(open_ms),
                 probes: 1,
+                rate: None,
             },
         )
+    }
+
+    #[test]
+    fn a_failure_rate_over_the_window_opens_it_without_a_streak() {
+        let b = CircuitBreaker::new(
+            "svc",
+            BreakerSpec {
+                failures: 1000,
+                open_for: Duration::from_secs(60),
+                probes: 1,
+                rate: Some(FailureRate {
+                    percent: 50,
+                    window: Duration::from_secs(60),
+                    min_requests: 10,
+                }),
+            },
+        );
+        // Alternating: never two failures in a row, half of them failures.
+        for i in 0..9 {
+            b.record(b.admit(), i % 2 == 0);
+        }
+        assert_eq!(b.state(), "closed", "9 requests are under min_requests");
+        b.record(b.admit(), false);
+        assert_eq!(b.state(), "open", "5 failures of 10 requests is 50%");
+        assert_eq!(b.admit(), Admission::Rejected);
+
+        // Below the rate it stays closed however long it runs.
+        let b = CircuitBreaker::new(
+            "svc",
+            BreakerSpec {
+                failures: 1000,
+                open_for: Duration::from_secs(60),
+                probes: 1,
+                rate: Some(FailureRate {
+                    percent: 50,
+                    window: Duration::from_secs(60),
+                    min_requests: 10,
+                }),
+            },
+        );
+        for i in 0..1000 {
+            b.record(b.admit(), i % 3 != 0);
+        }
+        assert_eq!(b.state(), "closed", "a third failing is under 50%");
+    }
+
+    #[test]
+    fn failures_age_out_of_the_window() {
+        let b = CircuitBreaker::new(
+            "svc",
+            BreakerSpec {
+                failures: 1000,
+                open_for: Duration::from_secs(60),
+                probes: 1,
+                rate: Some(FailureRate {
+                    percent: 50,
+                    window: Duration::from_millis(200),
+                    min_requests: 4,
+                }),
+            },
+        );
+        for _ in 0..3 {
+            b.record(b.admit(), false);
+        }
+        std::thread::sleep(Duration::from_millis(260));
+        for _ in 0..3 {
+            b.record(b.admit(), true);
+        }
+        b.record(b.admit(), false);
+        assert_eq!(
+            b.state(),
+            "closed",
+            "the early failures left the window: 1 of 4"
+        );
     }
 
     #[test]

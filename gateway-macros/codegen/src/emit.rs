@@ -160,10 +160,17 @@ fn services_const(c: &Checked) -> TokenStream {
             IdentityKind::None => quote!(rt::OutboundIdentity::Unsigned),
         };
         let plaintext = s.allow_plaintext;
+        let rate = match s.breaker_rate {
+            Some((percent, window_ms, min)) => {
+                let window = ms(window_ms);
+                quote!(Some(rt::FailureRate { percent: #percent, window: #window, min_requests: #min }))
+            }
+            None => quote!(None),
+        };
         let breaker = match s.breaker {
             Some((failures, open_ms, probes)) => {
                 let open = ms(open_ms);
-                quote!(Some(rt::BreakerSpec { failures: #failures, open_for: #open, probes: #probes }))
+                quote!(Some(rt::BreakerSpec { failures: #failures, open_for: #open, probes: #probes, rate: #rate }))
             }
             None => quote!(None),
         };

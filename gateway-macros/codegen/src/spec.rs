@@ -346,6 +346,14 @@ pub struct CircuitBreaker {
     pub open_for: Option<String>,
     /// Probes admitted at once while half-open. Default 1.
     pub probes: Option<u32>,
+    /// Also open when this percent of the requests in `window` failed.
+    /// Off by default.
+    pub failure_rate: Option<u32>,
+    /// The failure-rate window. Default `30s`.
+    pub window: Option<String>,
+    /// Requests in the window below which the rate is not judged.
+    /// Default 20.
+    pub min_requests: Option<u32>,
 }
 
 /// `services.*.tls`: how an `https://` upstream's certificate is verified.

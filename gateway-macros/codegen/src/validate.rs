@@ -72,6 +72,8 @@ pub struct ServiceIr {
     pub allow_plaintext: bool,
     /// Circuit breaker: (failures, open for ms, probes), or off.
     pub breaker: Option<(u32, u64, u32)>,
+    /// Breaker failure rate: (percent, window ms, minimum requests).
+    pub breaker_rate: Option<(u32, u64, u32)>,
     /// Variable naming a CA bundle for an `https://` upstream.
     pub tls_ca_env: Option<String>,
 }
@@ -286,6 +288,7 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             })
         });
         let breaker = check_breaker(cx, &at, s.circuit_breaker.as_ref());
+        let breaker_rate = check_breaker_rate(cx, &at, s.circuit_breaker.as_ref());
         let identity = auth::check_identity(cx, name, s.identity.as_ref());
         out.push(ServiceIr {
             name: name.clone(),
@@ -294,6 +297,7 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             identity,
             allow_plaintext: s.allow_plaintext.unwrap_or(false),
             breaker,
+            breaker_rate,
             tls_ca_env,
         });
     }
@@ -521,7 +525,13 @@ fn check_breaker(
         return Some((5, 30_000, 1));
     };
     if b.enabled == Some(false) {
-        if b.failures.is_some() || b.open_for.is_some() || b.probes.is_some() {
+        if b.failures.is_some()
+            || b.open_for.is_some()
+            || b.probes.is_some()
+            || b.failure_rate.is_some()
+            || b.window.is_some()
+            || b.min_requests.is_some()
+        {
             cx.error(
                 &at.key_name("enabled"),
                 Problem {
@@ -558,6 +568,67 @@ fn check_breaker(
         .and_then(|d| cx.check(&at.key("open_for"), values::duration_ms(d)))
         .unwrap_or(30_000);
     Some((failures, open_ms, probes))
+}
+
+/// The optional failure-rate trigger of a breaker.
+fn check_breaker_rate(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    b: Option<&crate::spec::CircuitBreaker>,
+) -> Option<(u32, u64, u32)> {
+    let b = b.filter(|b| b.enabled != Some(false))?;
+    let at = at.key("circuit_breaker");
+    let Some(percent) = b.failure_rate else {
+        for (field, set) in [
+            ("window", b.window.is_some()),
+            ("min_requests", b.min_requests.is_some()),
+        ] {
+            if set {
+                cx.error(
+                    &at.key(field),
+                    Problem {
+                        message: format!("`{field}` belongs to a failure rate, and none is set"),
+                        help: "add `failure_rate: 50` (percent), or remove it".into(),
+                    },
+                );
+            }
+        }
+        return None;
+    };
+    if !(1..=100).contains(&percent) {
+        cx.error(
+            &at.key("failure_rate"),
+            Problem {
+                message: format!("a failure rate of {percent}% is out of range"),
+                help: "use 1 to 100 (percent of the requests in the window)".into(),
+            },
+        );
+    }
+    let window = b
+        .window
+        .as_ref()
+        .and_then(|d| cx.check(&at.key("window"), values::duration_ms(d)))
+        .unwrap_or(30_000);
+    if !(1_000..=3_600_000).contains(&window) {
+        cx.error(
+            &at.key("window"),
+            Problem {
+                message: "the failure-rate window is out of range".into(),
+                help: "use 1s to 1h".into(),
+            },
+        );
+    }
+    let min = b.min_requests.unwrap_or(20);
+    if min == 0 {
+        cx.error(
+            &at.key("min_requests"),
+            Problem {
+                message: "a rate over no requests means nothing".into(),
+                help: "use at least 1; the default is 20".into(),
+            },
+        );
+    }
+    Some((percent, window, min))
 }
 
 /// Credentials are per service, never shared: two services signing with

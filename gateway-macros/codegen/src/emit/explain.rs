@@ -159,9 +159,13 @@ pub fn explain(c: &Checked) -> String {
     out.push_str(&" ".repeat(uw - 35 + 2));
     out.push_str("IDENTITY\n");
     for (s, url) in c.services.iter().zip(&urls) {
+        let rate = match s.breaker_rate {
+            Some((pc, w, m)) => format!(" or {pc}% of {m}+ in {}", duration_text(w)),
+            None => String::new(),
+        };
         let breaker = match s.breaker {
             Some((f, ms, p)) => format!(
-                ", breaker {f} failures/{}/{p} probe{}",
+                ", breaker {f} failures{rate}/{}/{p} probe{}",
                 duration_text(ms),
                 if p == 1 { "" } else { "s" }
             ),
