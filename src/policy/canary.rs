@@ -72,4 +72,29 @@ mod tests {
         // Binomial(20000, 0.05): mean 1000, sd ~31; 5 sd either way.
         assert!((845..=1155).contains(&under_5pct), "{under_5pct}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// Whatever the weight and whoever the consumers, the canary's share
+        /// stays within 5 standard deviations of the binomial mean, and a
+        /// consumer's side never changes.
+        #[test]
+        fn split_stays_within_binomial_tolerance_and_is_sticky(
+            basis_points in 1u32..10_000,
+            prefix in "[a-z0-9._-]{0,12}",
+            kind in proptest::sample::select(vec![&b"user"[..], &b"service"[..], &b"ip"[..]]),
+        ) {
+            let n = 4_000u32;
+            let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+            let sides: Vec<bool> = ids.iter().map(|id| bucket(kind, id.as_bytes()) < basis_points).collect();
+            let hits = sides.iter().filter(|s| **s).count() as f64;
+            let p = f64::from(basis_points) / 10_000.0;
+            let (mean, sd) = (f64::from(n) * p, (f64::from(n) * p * (1.0 - p)).sqrt());
+            proptest::prop_assert!((hits - mean).abs() <= 5.0 * sd + 1.0, "{hits} hits, mean {mean}, sd {sd}");
+            for (id, side) in ids.iter().zip(&sides).take(200) {
+                proptest::prop_assert_eq!(bucket(kind, id.as_bytes()) < basis_points, *side);
+            }
+        }
+    }
 }
