@@ -235,6 +235,7 @@ mod tests {
             allow_plaintext: false,
             breaker: None,
             tls_ca_env: None,
+            connect_timeout: None,
         };
         let u = upstream_url(&s, &StartupEnv::default()).unwrap();
         assert_eq!(u.authority.as_str(), "localhost:8001");

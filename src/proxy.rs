@@ -151,7 +151,11 @@ impl Proxy {
             let client = Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(90))
                 .pool_timer(TokioTimer::new())
-                .build(connector(s, env, connect_timeout)?);
+                .build(connector(
+                    s,
+                    env,
+                    s.connect_timeout.unwrap_or(connect_timeout),
+                )?);
             upstreams.push(Upstream {
                 name: s.name,
                 url,

@@ -338,6 +338,7 @@ pub enum ServiceError {
 ///     allow_plaintext: false,
 ///     breaker: None,
 ///     tls_ca_env: None,
+///     connect_timeout: None,
 /// };
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -383,7 +384,8 @@ impl ServiceClient {
             env,
             std::sync::Arc::new(SystemClock),
         )?;
-        let connector = crate::proxy::connector(spec, env, timeout)?;
+        let connector =
+            crate::proxy::connector(spec, env, spec.connect_timeout.unwrap_or(timeout))?;
         Ok(ServiceClient {
             service: spec.name,
             url,

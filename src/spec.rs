@@ -45,6 +45,9 @@ pub struct ServiceSpec {
     /// Variable naming a PEM CA bundle for an `https://` upstream (the
     /// system roots otherwise).
     pub tls_ca_env: Option<&'static str>,
+    /// Connect timeout for this service (`gateway.timeouts.connect`
+    /// otherwise).
+    pub connect_timeout: Option<Duration>,
 }
 
 /// A set of HTTP methods as bits, in `Allow` order.

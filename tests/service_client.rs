@@ -30,6 +30,7 @@ static INSIGHTS: ServiceSpec = ServiceSpec {
         rate: None,
     }),
     tls_ca_env: None,
+    connect_timeout: None,
 };
 
 static ML: ServiceSpec = ServiceSpec {
@@ -43,6 +44,7 @@ static ML: ServiceSpec = ServiceSpec {
     allow_plaintext: true,
     breaker: None,
     tls_ca_env: None,
+    connect_timeout: None,
 };
 
 async fn client(

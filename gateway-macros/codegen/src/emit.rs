@@ -174,6 +174,13 @@ fn services_const(c: &Checked) -> TokenStream {
             }
             None => quote!(None),
         };
+        let connect = match s.connect_ms {
+            Some(n) => {
+                let d = ms(n);
+                quote!(Some(#d))
+            }
+            None => quote!(None),
+        };
         let ca = match &s.tls_ca_env {
             Some(e) => quote!(Some(#e)),
             None => quote!(None),
@@ -187,6 +194,7 @@ fn services_const(c: &Checked) -> TokenStream {
                 allow_plaintext: #plaintext,
                 breaker: #breaker,
                 tls_ca_env: #ca,
+                connect_timeout: #connect,
             }
         }
     });

@@ -87,6 +87,9 @@ pub struct Service {
     pub circuit_breaker: Option<CircuitBreaker>,
     /// Allow a plain-HTTP URL when `GATEWAY_ENV=production`.
     pub allow_plaintext: Option<bool>,
+    /// TCP (and TLS) connect timeout for this service; default
+    /// `gateway.timeouts.connect`.
+    pub connect_timeout: Option<String>,
 }
 
 /// `url: { env: NAME, default: http://... }`.

@@ -76,6 +76,8 @@ pub struct ServiceIr {
     pub breaker_rate: Option<(u32, u64, u32)>,
     /// Variable naming a CA bundle for an `https://` upstream.
     pub tls_ca_env: Option<String>,
+    /// Connect timeout overriding the gateway's.
+    pub connect_ms: Option<u64>,
 }
 
 /// A resolved route.
@@ -290,6 +292,20 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
         let breaker = check_breaker(cx, &at, s.circuit_breaker.as_ref());
         let breaker_rate = check_breaker_rate(cx, &at, s.circuit_breaker.as_ref());
         let identity = auth::check_identity(cx, name, s.identity.as_ref());
+        let connect_ms = s.connect_timeout.as_ref().and_then(|t| {
+            let ms = cx.check(&at.key("connect_timeout"), values::duration_ms(t))?;
+            if ms > 60_000 {
+                cx.error(
+                    &at.key("connect_timeout"),
+                    Problem {
+                        message: "a connect timeout over 1m holds requests on a dead host".into(),
+                        help: "use at most 1m; connecting on a healthy network takes milliseconds"
+                            .into(),
+                    },
+                );
+            }
+            Some(ms)
+        });
         out.push(ServiceIr {
             name: name.clone(),
             env: s.url.env.clone(),
@@ -299,6 +315,7 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             breaker,
             breaker_rate,
             tls_ca_env,
+            connect_ms,
         });
     }
     check_distinct_credentials(cx, &out);

@@ -163,6 +163,10 @@ pub fn explain(c: &Checked) -> String {
             Some((pc, w, m)) => format!(" or {pc}% of {m}+ in {}", duration_text(w)),
             None => String::new(),
         };
+        let connect = match s.connect_ms {
+            Some(ms) => format!(", connect {}", duration_text(ms)),
+            None => String::new(),
+        };
         let breaker = match s.breaker {
             Some((f, ms, p)) => format!(
                 ", breaker {f} failures{rate}/{}/{p} probe{}",
@@ -176,7 +180,7 @@ pub fn explain(c: &Checked) -> String {
         } else {
             ""
         };
-        let plain = format!("{breaker}{plaintext}");
+        let plain = format!("{breaker}{connect}{plaintext}");
         out.push_str(&format!(
             "{:sw$}  {url:uw$}  {}{plain}\n",
             s.name,
