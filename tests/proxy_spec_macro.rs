@@ -60,6 +60,81 @@ async fn flaky_upstream(healthy: Arc<AtomicBool>, hits: Arc<AtomicUsize>) -> std
     addr
 }
 
+/// An upstream that reads requests and never answers; counts the
+/// connections it accepted and those the other side closed.
+async fn hanging_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (a, c) = (accepted.clone(), closed.clone());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            a.fetch_add(1, Ordering::SeqCst);
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, accepted, closed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_upstream_costs_other_routes_nothing_and_its_connections_are_closed() {
+    let (hanging, accepted, closed) = hanging_upstream().await;
+    let reader = echo_upstream("reader").await;
+    let writer = echo_upstream("writer").await;
+    let gw = start::<edge_cases::Spec>(&[
+        ("READER_URL", format!("http://{reader}")),
+        ("WRITER_URL", format!("http://{writer}")),
+        ("FLAKY_URL", "http://127.0.0.1:9".into()),
+        ("HANGING_URL", format!("http://{hanging}")),
+    ])
+    .await;
+    let hung: Vec<_> = (0..30)
+        .map(|_| {
+            let url = gw.url("/hanging/x");
+            tokio::spawn(async move { get(&url).await })
+        })
+        .collect();
+    // While 30 requests wait on the hanging upstream, another route
+    // answers; every hung request is still waiting afterwards.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..5 {
+        assert_eq!(get(&gw.url("/orders")).await.json()["service"], "reader");
+    }
+    assert!(
+        hung.iter().all(|h| !h.is_finished()),
+        "the other route waited for the hanging one"
+    );
+    for h in hung {
+        let got = h.await.unwrap();
+        assert_eq!(got.status, 504);
+    }
+    // Each timed-out request's upstream connection is closed, not left
+    // open in the pool.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while closed.load(Ordering::SeqCst) < accepted.load(Ordering::SeqCst)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (a, c) = (
+        accepted.load(Ordering::SeqCst),
+        closed.load(Ordering::SeqCst),
+    );
+    assert!(a >= 1);
+    assert_eq!(c, a, "{a} upstream connections opened, {c} closed");
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_upstream_is_504_after_the_route_timeout() {
     let gw = gateway().await;
