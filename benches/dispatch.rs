@@ -1,0 +1,115 @@
+//! Dispatch: path sanity + match + method + parameters, for every route of
+//! the bundled spec, against two baselines in the same run: a
+//! `matchit::Router` built at run time from the YAML's own patterns, and a
+//! linear prefix scan (how a hand-written gateway matches). All three run
+//! the same path sanity check (contract §1), so only matching differs.
+//!
+//! `cargo bench --bench dispatch`
+
+use divan::{black_box, Bencher};
+use gateway::routes::Spec;
+use gateway::routing::{select_method, Router};
+use gateway::spec::{RouteSpec, Spec as _};
+use gateway_codegen::validate::pattern::Seg;
+
+fn main() {
+    divan::main();
+}
+
+/// One request path per route (parameters filled in), with its method.
+fn requests() -> Vec<(http::Method, String)> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml")).unwrap();
+    let compiled = gateway_codegen::compile_str("gateway.yaml", &text).unwrap();
+    compiled
+        .checked()
+        .routes
+        .iter()
+        .map(|r| {
+            let mut p = String::new();
+            for s in &r.pattern.segments {
+                p.push('/');
+                match s {
+                    Seg::Lit(t) => p.push_str(t),
+                    Seg::Param(_) => p.push_str("a1b2c3"),
+                    Seg::CatchAll(_) => p.push_str("x/y"),
+                }
+            }
+            if r.pattern.prefix {
+                p.push_str("/tail");
+            }
+            if p.is_empty() {
+                p.push('/');
+            }
+            let m = gateway::spec::Methods::NAMES
+                .iter()
+                .find(|(_, b)| r.methods & b != 0)
+                .map_or(http::Method::GET, |(n, _)| n.parse().unwrap());
+            (m, p)
+        })
+        .collect()
+}
+
+/// The gateway's compiled router: the build-time path table, one lookup.
+#[divan::bench]
+fn compiled_router(b: Bencher) {
+    let router = Router::new(Spec::PATHS.iter().copied()).unwrap();
+    let reqs = requests();
+    b.counter(divan::counter::ItemsCount::new(reqs.len()))
+        .bench_local(|| {
+            for (m, p) in &reqs {
+                let hit = router.lookup(black_box(p)).unwrap();
+                let r = select_method(hit.routes, m, |r| Spec::route(r).methods).unwrap();
+                black_box((r, hit.param(0)));
+            }
+        });
+}
+
+/// Baseline: matchit built at run time from the route patterns, one
+/// route per entry, the method checked after (what a runtime-configured
+/// gateway on matchit does).
+#[divan::bench]
+fn runtime_matchit(b: Bencher) {
+    let mut router: matchit::Router<Vec<&'static RouteSpec>> = matchit::Router::new();
+    for (path, routes) in Spec::PATHS {
+        router
+            .insert(*path, routes.iter().map(|r| Spec::route(*r)).collect())
+            .unwrap();
+    }
+    let reqs = requests();
+    b.counter(divan::counter::ItemsCount::new(reqs.len()))
+        .bench_local(|| {
+            for (m, p) in &reqs {
+                gateway::routing::path::check(black_box(p)).unwrap();
+                let hit = router.at(p).unwrap();
+                let r = hit.value.iter().find(|r| r.methods.contains(m)).unwrap();
+                black_box((r, hit.params.iter().next()));
+            }
+        });
+}
+
+/// Baseline: a linear scan of path prefixes, longest first.
+#[divan::bench]
+fn linear_prefix_scan(b: Bencher) {
+    let mut table: Vec<(String, &'static RouteSpec)> = Spec::PATHS
+        .iter()
+        .flat_map(|(path, routes)| {
+            let prefix = path.split('{').next().unwrap_or(path).to_owned();
+            routes
+                .iter()
+                .map(move |r| (prefix.clone(), Spec::route(*r)))
+        })
+        .collect();
+    table.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    let reqs = requests();
+    b.counter(divan::counter::ItemsCount::new(reqs.len()))
+        .bench_local(|| {
+            for (m, p) in &reqs {
+                gateway::routing::path::check(black_box(p)).unwrap();
+                let r = table
+                    .iter()
+                    .find(|(prefix, r)| p.starts_with(prefix.as_str()) && r.methods.contains(m));
+                black_box(r);
+            }
+        });
+}
