@@ -211,7 +211,19 @@ fn serve() -> Result<(), StartupError> {
     let env = StartupEnv::from_process();
     let gw = Arc::new(Gateway::<routes::Spec>::new(&env)?);
     let addr = listen_addr(routes::Spec::GATEWAY, &env)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = env.get("GATEWAY_WORKERS") {
+        let n = n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1024).contains(n))
+            .ok_or_else(|| StartupError::Config {
+                var: "GATEWAY_WORKERS".into(),
+                why: format!("`{n}` is not a number of worker threads (1 to 1024)"),
+            })?;
+        builder.worker_threads(n);
+    }
+    let rt = builder
         .enable_all()
         .build()
         .map_err(|source| StartupError::Bind { addr, source })?;

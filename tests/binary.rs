@@ -127,3 +127,14 @@ fn sigterm_right_after_start_up_still_exits_zero() {
         assert!(status.success(), "{status:?}");
     }
 }
+
+#[test]
+fn a_bad_worker_count_stops_start_up_naming_the_variable() {
+    let out = gateway().env("GATEWAY_WORKERS", "0").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("GATEWAY_WORKERS: `0` is not a number of worker threads (1 to 1024)"),
+        "{stderr}"
+    );
+}
