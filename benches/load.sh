@@ -166,13 +166,13 @@ med = {}
 for t, c, *vals in rows:
     med.setdefault((t, c), []).append([float(v) for v in vals])
 cols = ["req/s", "p50 ms", "p99 ms", "cpu us/req", "peak RSS MB", "upstream connects"]
-print(f"{'target':<14}{'conns':>6}" + "".join(f"{h:>16}" for h in cols))
+print(f"{'target':<14}{'conns':>6}" + "".join(f"{h:>19}" for h in cols))
 out = {}
 for (t, c), runs in sorted(med.items(), key=lambda k: (int(k[0][1]), k[0][0])):
     m = [statistics.median(r[i] for r in runs) for i in range(6)]
     m[4] /= 1024
     out[(t, c)] = m
-    print(f"{t:<14}{c:>6}" + "".join(f"{v:>16.2f}" for v in m))
+    print(f"{t:<14}{c:>6}" + "".join(f"{v:>19.2f}" for v in m))
 print()
 for c in sorted({c for _, c in out}, key=int):
     n = out.get(("nginx", c))
