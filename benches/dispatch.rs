@@ -113,3 +113,110 @@ fn linear_prefix_scan(b: Bencher) {
             }
         });
 }
+
+/// A generated spec of `n` routes on 20 services, in realistic shapes that
+/// repeat every five routes: a static path, one parameter, two parameters,
+/// a catch-all and a prefix route, under three API versions.
+pub fn generated_spec(n: usize) -> String {
+    let mut y =
+        String::from("gateway:\n  name: generated\n  listen: \"127.0.0.1:8000\"\n\nservices:\n");
+    for s in 0..20 {
+        y.push_str(&format!(
+            "  svc{s}:\n    url: {{ env: SVC{s}_URL, default: \"http://localhost:{}\" }}\n    identity: {{ kind: none, unsigned: true }}\n",
+            9000 + s
+        ));
+    }
+    y.push_str("\nroutes:\n");
+    for i in 0..n {
+        let base = format!("/api/v{}/res{i}", 1 + i % 3);
+        let (path, up) = match i % 5 {
+            0 => (base, format!("/res{i}")),
+            1 => (format!("{base}/{{id}}"), format!("/res{i}/{{id}}")),
+            2 => (
+                format!("{base}/{{id}}/items/{{item}}"),
+                format!("/res{i}/{{id}}/items/{{item}}"),
+            ),
+            3 => (
+                format!("{base}/files/{{*path}}"),
+                "/files/{*path}".to_owned(),
+            ),
+            _ => (format!("{base}*"), format!("/res{i}*")),
+        };
+        y.push_str(&format!(
+            "  - path: {path}\n    service: svc{}\n    upstream: {up}\n",
+            i % 20
+        ));
+    }
+    y
+}
+
+/// The router paths, each route's methods, and one request per route.
+type Generated = (Vec<(String, Vec<usize>)>, Vec<u16>, Vec<String>);
+
+fn generated(n: usize) -> Generated {
+    let compiled = gateway_codegen::compile_str("generated.yaml", &generated_spec(n)).unwrap();
+    let c = compiled.checked();
+    let methods = c.routes.iter().map(|r| r.methods).collect();
+    let requests = c
+        .routes
+        .iter()
+        .map(|r| {
+            let mut p = String::new();
+            for s in &r.pattern.segments {
+                p.push('/');
+                match s {
+                    Seg::Lit(t) => p.push_str(t),
+                    Seg::Param(_) => p.push_str("a1b2c3"),
+                    Seg::CatchAll(_) => p.push_str("x/y"),
+                }
+            }
+            if r.pattern.prefix {
+                p.push_str("/tail");
+            }
+            p
+        })
+        .collect();
+    (c.paths.clone(), methods, requests)
+}
+
+/// The gateway's router over generated specs: cost per request should
+/// follow path length, not route count.
+#[divan::bench(args = [1_000, 10_000], sample_count = 20)]
+fn compiled_router_generated(b: Bencher, n: usize) {
+    let (paths, methods, reqs) = generated(n);
+    let router = Router::new(paths).unwrap();
+    let get = http::Method::GET;
+    b.counter(divan::counter::ItemsCount::new(reqs.len()))
+        .bench_local(|| {
+            for p in &reqs {
+                let hit = router.lookup(black_box(p)).unwrap();
+                let r = select_method(hit.routes.as_slice(), &get, |i| {
+                    gateway::spec::Methods(methods[i])
+                })
+                .unwrap();
+                black_box((r, hit.param(0)));
+            }
+        });
+}
+
+/// Baseline over generated specs: a linear prefix scan.
+#[divan::bench(args = [1_000, 10_000], sample_count = 20)]
+fn linear_prefix_scan_generated(b: Bencher, n: usize) {
+    let (paths, _, reqs) = generated(n);
+    let mut table: Vec<(String, usize)> = paths
+        .iter()
+        .map(|(p, rs)| (p.split('{').next().unwrap_or(p).to_owned(), rs[0]))
+        .collect();
+    table.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    b.counter(divan::counter::ItemsCount::new(reqs.len()))
+        .bench_local(|| {
+            for p in &reqs {
+                gateway::routing::path::check(black_box(p)).unwrap();
+                black_box(
+                    table
+                        .iter()
+                        .find(|(prefix, _)| p.starts_with(prefix.as_str())),
+                );
+            }
+        });
+}
