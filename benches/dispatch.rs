@@ -16,6 +16,13 @@ fn main() {
     divan::main();
 }
 
+// The spec generator is an example, so anyone can write a spec to a file:
+// `cargo run --example gen_spec -- 1000 > /tmp/routes.yaml`.
+#[allow(dead_code)]
+#[path = "../examples/gen_spec.rs"]
+mod gen_spec;
+use gen_spec::generated_spec;
+
 /// One request path per route (parameters filled in), with its method.
 fn requests() -> Vec<(http::Method, String)> {
     let text =
@@ -112,42 +119,6 @@ fn linear_prefix_scan(b: Bencher) {
                 black_box(r);
             }
         });
-}
-
-/// A generated spec of `n` routes on 20 services, in realistic shapes that
-/// repeat every five routes: a static path, one parameter, two parameters,
-/// a catch-all and a prefix route, under three API versions.
-pub fn generated_spec(n: usize) -> String {
-    let mut y =
-        String::from("gateway:\n  name: generated\n  listen: \"127.0.0.1:8000\"\n\nservices:\n");
-    for s in 0..20 {
-        y.push_str(&format!(
-            "  svc{s}:\n    url: {{ env: SVC{s}_URL, default: \"http://localhost:{}\" }}\n    identity: {{ kind: none, unsigned: true }}\n",
-            9000 + s
-        ));
-    }
-    y.push_str("\nroutes:\n");
-    for i in 0..n {
-        let base = format!("/api/v{}/res{i}", 1 + i % 3);
-        let (path, up) = match i % 5 {
-            0 => (base, format!("/res{i}")),
-            1 => (format!("{base}/{{id}}"), format!("/res{i}/{{id}}")),
-            2 => (
-                format!("{base}/{{id}}/items/{{item}}"),
-                format!("/res{i}/{{id}}/items/{{item}}"),
-            ),
-            3 => (
-                format!("{base}/files/{{*path}}"),
-                "/files/{*path}".to_owned(),
-            ),
-            _ => (format!("{base}*"), format!("/res{i}*")),
-        };
-        y.push_str(&format!(
-            "  - path: {path}\n    service: svc{}\n    upstream: {up}\n",
-            i % 20
-        ));
-    }
-    y
 }
 
 /// The router paths, each route's methods, and one request per route.
