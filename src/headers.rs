@@ -25,6 +25,55 @@ pub const OWNED: [&str; 10] = [
     "forwarded",
 ];
 
+/// Header names the gateway sets or strips on every request, built once:
+/// a `&str` name is parsed and validated again at each use.
+pub mod name {
+    use http::HeaderName;
+
+    /// `X-Forwarded-For`.
+    pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    /// `X-Forwarded-Proto`.
+    pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    /// `X-Forwarded-Host`.
+    pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    /// `X-Request-Id`.
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// `X-Correlation-Id`.
+    pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+    /// `traceparent`.
+    pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+    /// `X-Caller-Service`.
+    pub const X_CALLER_SERVICE: HeaderName = HeaderName::from_static("x-caller-service");
+    /// `X-User-Id`.
+    pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+    /// `X-User-Roles`.
+    pub const X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
+    /// `X-Tenant-Id`.
+    pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
+    /// `X-Powered-By`.
+    pub const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+}
+
+/// [`OWNED`] and [`OVERRIDES`] as header names, removed from every request.
+const STRIPPED: [HeaderName; 16] = [
+    HeaderName::from_static("x-internal-service-auth"),
+    HeaderName::from_static("x-internal-timestamp"),
+    HeaderName::from_static("x-internal-nonce"),
+    HeaderName::from_static("x-service-name"),
+    HeaderName::from_static("x-caller-service"),
+    HeaderName::from_static("x-tenant-id"),
+    HeaderName::from_static("x-user-id"),
+    HeaderName::from_static("x-user-roles"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-real-ip"),
+];
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
 pub const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
@@ -52,6 +101,15 @@ pub const OVERRIDES: [&str; 6] = [
 
 /// Removes hop-by-hop headers and the headers named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if h.contains_key(header::CONNECTION) {
+        strip_connection_named(h);
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+fn strip_connection_named(h: &mut HeaderMap) {
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -59,9 +117,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
         .collect();
     for n in named {
-        h.remove(n);
-    }
-    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
@@ -137,16 +192,16 @@ pub fn strip_client(
     }
     let fwd = ClientForwarded {
         for_chain: joined(h, "x-forwarded-for"),
-        proto: h.get("x-forwarded-proto").cloned(),
-        host: h.get("x-forwarded-host").cloned(),
+        proto: h.get(name::X_FORWARDED_PROTO).cloned(),
+        host: h.get(name::X_FORWARDED_HOST).cloned(),
         request_host: authority
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .or_else(|| h.get(header::HOST).cloned()),
         rejection,
     };
     strip_hop_by_hop(h);
-    for n in OWNED.iter().chain(&OVERRIDES) {
-        h.remove(*n);
+    for n in &STRIPPED {
+        h.remove(n);
     }
     let doomed: Vec<HeaderName> = h
         .keys()
@@ -197,41 +252,41 @@ pub fn set_upstream(
         _ => peer,
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert("x-forwarded-for", v);
+        h.insert(name::X_FORWARDED_FOR, v);
     }
     let proto = fwd
         .proto
         .clone()
         .filter(|_| trusted_peer)
         .unwrap_or(HeaderValue::from_static("http"));
-    h.insert("x-forwarded-proto", proto);
+    h.insert(name::X_FORWARDED_PROTO, proto);
     let host = fwd
         .host
         .clone()
         .filter(|_| trusted_peer)
         .or(fwd.request_host.clone());
     if let Some(host) = host {
-        h.insert("x-forwarded-host", host);
+        h.insert(name::X_FORWARDED_HOST, host);
     }
     append_via(h, via);
-    h.insert("x-request-id", ctx.ids.request_id.clone());
-    h.insert("x-correlation-id", ctx.ids.correlation_id.clone());
-    h.insert("traceparent", ctx.ids.traceparent.clone());
+    h.insert(name::X_REQUEST_ID, ctx.ids.request_id.clone());
+    h.insert(name::X_CORRELATION_ID, ctx.ids.correlation_id.clone());
+    h.insert(name::TRACEPARENT, ctx.ids.traceparent.clone());
     if let Some(v) = ctx
         .caller
         .as_deref()
         .and_then(|c| HeaderValue::from_str(c).ok())
     {
-        h.insert("x-caller-service", v);
+        h.insert(name::X_CALLER_SERVICE, v);
     }
     if let Some(user) = &ctx.user {
         if let Ok(v) = HeaderValue::from_str(&user.id) {
-            h.insert("x-user-id", v);
+            h.insert(name::X_USER_ID, v);
         }
         // No roles is said by the header's absence, not by an empty value.
         let roles = (!user.roles.is_empty()).then(|| user.roles.join(","));
         if let Some(v) = roles.and_then(|r| HeaderValue::from_str(&r).ok()) {
-            h.insert("x-user-roles", v);
+            h.insert(name::X_USER_ROLES, v);
         }
     }
     if let Some(v) = ctx
@@ -239,7 +294,7 @@ pub fn set_upstream(
         .as_deref()
         .and_then(|t| HeaderValue::from_str(t).ok())
     {
-        h.insert("x-tenant-id", v);
+        h.insert(name::X_TENANT_ID, v);
     }
 }
 
@@ -261,13 +316,26 @@ pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
 pub fn filter_response(h: &mut HeaderMap, ctx: &RequestCtx, via: &HeaderValue) {
     strip_hop_by_hop(h);
     h.remove(header::SERVER);
-    h.remove("x-powered-by");
+    h.remove(name::X_POWERED_BY);
     append_via(h, via);
     set_ids(h, ctx);
 }
 
 /// `X-Request-Id` and `X-Correlation-Id`, on every response.
 pub fn set_ids(h: &mut HeaderMap, ctx: &RequestCtx) {
-    h.insert("x-request-id", ctx.ids.request_id.clone());
-    h.insert("x-correlation-id", ctx.ids.correlation_id.clone());
+    h.insert(name::X_REQUEST_ID, ctx.ids.request_id.clone());
+    h.insert(name::X_CORRELATION_ID, ctx.ids.correlation_id.clone());
+}
+
+#[cfg(test)]
+mod names_tests {
+    use super::*;
+
+    #[test]
+    fn stripped_names_are_owned_and_overrides() {
+        let want: Vec<&str> = OWNED.iter().chain(&OVERRIDES).copied().collect();
+        let stripped = STRIPPED;
+        let got: Vec<&str> = stripped.iter().map(HeaderName::as_str).collect();
+        assert_eq!(got, want);
+    }
 }
