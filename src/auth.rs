@@ -58,12 +58,13 @@ pub struct SigningHeaders {
 impl SigningHeaders {
     /// Reads the signing headers (cheap: header values are reference-counted).
     pub fn read(h: &http::HeaderMap) -> Self {
+        use crate::headers::name;
         SigningHeaders {
-            signature: h.get("x-internal-service-auth").cloned(),
-            service: h.get("x-service-name").cloned(),
-            timestamp: h.get("x-internal-timestamp").cloned(),
-            nonce: h.get("x-internal-nonce").cloned(),
-            tenant: h.get("x-tenant-id").cloned(),
+            signature: h.get(name::X_INTERNAL_SERVICE_AUTH).cloned(),
+            service: h.get(name::X_SERVICE_NAME).cloned(),
+            timestamp: h.get(name::X_INTERNAL_TIMESTAMP).cloned(),
+            nonce: h.get(name::X_INTERNAL_NONCE).cloned(),
+            tenant: h.get(name::X_TENANT_ID).cloned(),
         }
     }
 }

@@ -52,6 +52,29 @@ pub mod name {
     pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
     /// `X-Powered-By`.
     pub const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+    /// `X-Service-Name`.
+    pub const X_SERVICE_NAME: HeaderName = HeaderName::from_static("x-service-name");
+    /// `X-Internal-Service-Auth`.
+    pub const X_INTERNAL_SERVICE_AUTH: HeaderName =
+        HeaderName::from_static("x-internal-service-auth");
+    /// `X-Internal-Timestamp`.
+    pub const X_INTERNAL_TIMESTAMP: HeaderName = HeaderName::from_static("x-internal-timestamp");
+    /// `X-Internal-Nonce`.
+    pub const X_INTERNAL_NONCE: HeaderName = HeaderName::from_static("x-internal-nonce");
+    /// `X-Service-Token`.
+    pub const X_SERVICE_TOKEN: HeaderName = HeaderName::from_static("x-service-token");
+    /// `tracestate`.
+    pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+    /// `RateLimit-Policy`.
+    pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    /// `RateLimit`.
+    pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+    /// `API-Version`.
+    pub const API_VERSION: HeaderName = HeaderName::from_static("api-version");
+    /// `Deprecation` (RFC 9745).
+    pub const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
+    /// `Sunset` (RFC 8594).
+    pub const SUNSET: HeaderName = HeaderName::from_static("sunset");
 }
 
 /// [`OWNED`] and [`OVERRIDES`] as header names, removed from every request.
@@ -162,8 +185,8 @@ pub fn strip_client(
     h: &mut HeaderMap,
     authority: Option<&http::uri::Authority>,
 ) -> ClientForwarded {
-    let joined = |h: &HeaderMap, name: &str| -> Option<HeaderValue> {
-        let mut vals = h.get_all(name).iter();
+    let joined = |h: &HeaderMap, n: HeaderName| -> Option<HeaderValue> {
+        let mut vals = h.get_all(n).iter();
         let first = vals.next()?.clone();
         let rest: Vec<&[u8]> = vals.map(HeaderValue::as_bytes).collect();
         if rest.is_empty() {
@@ -191,7 +214,7 @@ pub fn strip_client(
         rejection = Some(ErrorKind::NotImplemented("Unsupported transfer coding"));
     }
     let fwd = ClientForwarded {
-        for_chain: joined(h, "x-forwarded-for"),
+        for_chain: joined(h, name::X_FORWARDED_FOR),
         proto: h.get(name::X_FORWARDED_PROTO).cloned(),
         host: h.get(name::X_FORWARDED_HOST).cloned(),
         request_host: authority

@@ -48,11 +48,13 @@ impl Ids {
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let request_id = header(uuid.hyphenated().encode_lower(&mut buf).as_bytes());
         let correlation_id = h
-            .get("x-correlation-id")
+            .get(crate::headers::name::X_CORRELATION_ID)
             .filter(|v| valid_correlation_id(v.as_bytes()))
             .cloned()
             .unwrap_or_else(|| request_id.clone());
-        let incoming = h.get("traceparent").map(HeaderValue::as_bytes);
+        let incoming = h
+            .get(crate::headers::name::TRACEPARENT)
+            .map(HeaderValue::as_bytes);
         let continued = incoming.and_then(parse_traceparent).is_some();
         let traceparent = next_traceparent(incoming);
         let ids = Ids {

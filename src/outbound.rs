@@ -24,6 +24,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use crate::auth::hmac::{self, V2Input};
 use crate::config::{StartupEnv, StartupError};
+use crate::headers::name;
 
 /// How the gateway signs requests to one upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +252,7 @@ impl Signer {
     /// # Errors
     /// A v2 signature without the body's hash (a spec/runtime mismatch).
     pub fn sign(&self, h: &mut HeaderMap, out: &Outgoing<'_>) -> Result<(), &'static str> {
-        h.insert("x-service-name", self.gateway.clone());
+        h.insert(name::X_SERVICE_NAME, self.gateway.clone());
         let Some(cred) = &self.credential else {
             return Ok(());
         };
@@ -276,16 +277,16 @@ impl Signer {
                         body_sha256: body,
                     },
                 );
-                insert(h, "x-internal-timestamp", &ts);
-                insert(h, "x-internal-nonce", &nonce);
-                insert(h, "x-internal-service-auth", &sig);
+                insert(h, name::X_INTERNAL_TIMESTAMP, &ts);
+                insert(h, name::X_INTERNAL_NONCE, &nonce);
+                insert(h, name::X_INTERNAL_SERVICE_AUTH, &sig);
             }
             OutboundIdentity::HmacV1 { .. } => {
                 let path = out.path_and_query.split('?').next().unwrap_or("/");
-                insert(h, "x-internal-timestamp", &ts);
+                insert(h, name::X_INTERNAL_TIMESTAMP, &ts);
                 insert(
                     h,
-                    "x-internal-service-auth",
+                    name::X_INTERNAL_SERVICE_AUTH,
                     &hmac::sign_v1(&secret, out.method, path, &ts),
                 );
             }
@@ -331,7 +332,7 @@ impl Signer {
     }
 }
 
-fn insert(h: &mut HeaderMap, name: &'static str, value: &str) {
+fn insert(h: &mut HeaderMap, name: http::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }

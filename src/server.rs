@@ -199,7 +199,7 @@ impl<S: Spec> Gateway<S> {
         let origin = parts.headers.get(http::header::ORIGIN).cloned();
         if !trace_continued {
             // W3C Trace Context: a new trace starts without vendor state.
-            parts.headers.remove("tracestate");
+            parts.headers.remove(headers::name::TRACESTATE);
         }
         let signing = SigningHeaders::read(&parts.headers);
         let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
@@ -254,8 +254,8 @@ impl<S: Spec> Gateway<S> {
         }
         if let Some(rl) = &ctx.rate_limit {
             let h = resp.headers_mut();
-            h.insert("ratelimit-policy", rl.policy.clone());
-            h.insert("ratelimit", rl.limit.clone());
+            h.insert(headers::name::RATELIMIT_POLICY, rl.policy.clone());
+            h.insert(headers::name::RATELIMIT, rl.limit.clone());
             if let Some(secs) = rl.retry_after {
                 h.insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
             }

@@ -43,7 +43,7 @@ impl Step for ServiceTokenAuth {
     fn before_body(&self, ctx: &mut RequestCtx, req: &RequestParts) -> Flow {
         let given = req
             .headers
-            .get("x-service-token")
+            .get(crate::headers::name::X_SERVICE_TOKEN)
             .map(|v| v.as_bytes())
             .unwrap_or(b"");
         // Every secret is compared, so timing does not tell which matched.

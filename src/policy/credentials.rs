@@ -39,7 +39,7 @@ impl<const FORWARD: u8> Step for StripCredentials<FORWARD> {
             req.headers.remove(AUTHORIZATION);
         }
         if FORWARD & SERVICE_TOKEN == 0 {
-            req.headers.remove("x-service-token");
+            req.headers.remove(crate::headers::name::X_SERVICE_TOKEN);
         }
         if let (0, Some(name)) = (FORWARD & AUTH_COOKIE, self.cookie) {
             strip_cookie(&mut req.headers, name);

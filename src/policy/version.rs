@@ -5,6 +5,7 @@
 
 use http::{HeaderMap, HeaderValue};
 
+use crate::headers::name;
 use crate::spec::Part;
 
 /// A route's live API versions.
@@ -64,7 +65,7 @@ impl VersionSet {
     /// [`Unsupported`] when the request names only versions not served.
     pub fn select(&self, headers: &HeaderMap) -> Result<usize, Unsupported> {
         let mut named: Option<usize> = None;
-        for v in headers.get_all("api-version") {
+        for v in headers.get_all(name::API_VERSION) {
             let want = v.to_str().map_err(|_| Unsupported)?.trim();
             let i = self.index(want).ok_or(Unsupported)?;
             if named.is_some_and(|n| n != i) {
@@ -159,11 +160,11 @@ impl VersionSet {
         let Some(v) = selected.and_then(|i| self.live.get(i)) else {
             return;
         };
-        h.insert("api-version", HeaderValue::from_static(v.name));
+        h.insert(name::API_VERSION, HeaderValue::from_static(v.name));
         if let Some(d) = &v.deprecated {
-            h.insert("deprecation", HeaderValue::from_static(d.deprecation));
+            h.insert(name::DEPRECATION, HeaderValue::from_static(d.deprecation));
             if let Some(s) = d.sunset {
-                h.insert("sunset", HeaderValue::from_static(s));
+                h.insert(name::SUNSET, HeaderValue::from_static(s));
             }
             if let Some(l) = d.link {
                 h.append(http::header::LINK, HeaderValue::from_static(l));
