@@ -23,6 +23,27 @@ fn main() {
 mod gen_spec;
 use gen_spec::generated_spec;
 
+/// A request path the route matches: parameters filled in, a tail below a
+/// prefix route.
+fn example_path(r: &gateway_codegen::validate::RouteIr) -> String {
+    let mut p = String::new();
+    for s in &r.pattern.segments {
+        p.push('/');
+        match s {
+            Seg::Lit(t) => p.push_str(t),
+            Seg::Param(_) => p.push_str("a1b2c3"),
+            Seg::CatchAll(_) => p.push_str("x/y"),
+        }
+    }
+    if r.pattern.prefix {
+        p.push_str("/tail");
+    }
+    if p.is_empty() {
+        p.push('/');
+    }
+    p
+}
+
 /// One request path per route (parameters filled in), with its method.
 fn requests() -> Vec<(http::Method, String)> {
     let text =
@@ -33,21 +54,7 @@ fn requests() -> Vec<(http::Method, String)> {
         .routes
         .iter()
         .map(|r| {
-            let mut p = String::new();
-            for s in &r.pattern.segments {
-                p.push('/');
-                match s {
-                    Seg::Lit(t) => p.push_str(t),
-                    Seg::Param(_) => p.push_str("a1b2c3"),
-                    Seg::CatchAll(_) => p.push_str("x/y"),
-                }
-            }
-            if r.pattern.prefix {
-                p.push_str("/tail");
-            }
-            if p.is_empty() {
-                p.push('/');
-            }
+            let p = example_path(r);
             let m = gateway::spec::Methods::NAMES
                 .iter()
                 .find(|(_, b)| r.methods & b != 0)
@@ -128,25 +135,7 @@ fn generated(n: usize) -> Generated {
     let compiled = gateway_codegen::compile_str("generated.yaml", &generated_spec(n)).unwrap();
     let c = compiled.checked();
     let methods = c.routes.iter().map(|r| r.methods).collect();
-    let requests = c
-        .routes
-        .iter()
-        .map(|r| {
-            let mut p = String::new();
-            for s in &r.pattern.segments {
-                p.push('/');
-                match s {
-                    Seg::Lit(t) => p.push_str(t),
-                    Seg::Param(_) => p.push_str("a1b2c3"),
-                    Seg::CatchAll(_) => p.push_str("x/y"),
-                }
-            }
-            if r.pattern.prefix {
-                p.push_str("/tail");
-            }
-            p
-        })
-        .collect();
+    let requests = c.routes.iter().map(example_path).collect();
     (c.paths.clone(), methods, requests)
 }
 

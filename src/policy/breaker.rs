@@ -250,21 +250,26 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_failure_rate_over_the_window_opens_it_without_a_streak() {
-        let b = CircuitBreaker::new(
+    /// A breaker that only a failure rate can open.
+    fn rate_breaker(percent: u32, window: Duration, min_requests: u32) -> CircuitBreaker {
+        CircuitBreaker::new(
             "svc",
             BreakerSpec {
                 failures: 1000,
                 open_for: Duration::from_secs(60),
                 probes: 1,
                 rate: Some(FailureRate {
-                    percent: 50,
-                    window: Duration::from_secs(60),
-                    min_requests: 10,
+                    percent,
+                    window,
+                    min_requests,
                 }),
             },
-        );
+        )
+    }
+
+    #[test]
+    fn a_failure_rate_over_the_window_opens_it_without_a_streak() {
+        let b = rate_breaker(50, Duration::from_secs(60), 10);
         // Alternating: never two failures in a row, half of them failures.
         for i in 0..9 {
             b.record(b.admit(), i % 2 == 0);
@@ -275,19 +280,7 @@ mod tests {
         assert_eq!(b.admit(), Admission::Rejected);
 
         // Below the rate it stays closed however long it runs.
-        let b = CircuitBreaker::new(
-            "svc",
-            BreakerSpec {
-                failures: 1000,
-                open_for: Duration::from_secs(60),
-                probes: 1,
-                rate: Some(FailureRate {
-                    percent: 50,
-                    window: Duration::from_secs(60),
-                    min_requests: 10,
-                }),
-            },
-        );
+        let b = rate_breaker(50, Duration::from_secs(60), 10);
         for i in 0..1000 {
             b.record(b.admit(), i % 3 != 0);
         }
@@ -296,19 +289,7 @@ mod tests {
 
     #[test]
     fn failures_age_out_of_the_window() {
-        let b = CircuitBreaker::new(
-            "svc",
-            BreakerSpec {
-                failures: 1000,
-                open_for: Duration::from_secs(60),
-                probes: 1,
-                rate: Some(FailureRate {
-                    percent: 50,
-                    window: Duration::from_millis(200),
-                    min_requests: 4,
-                }),
-            },
-        );
+        let b = rate_breaker(50, Duration::from_millis(200), 4);
         for _ in 0..3 {
             b.record(b.admit(), false);
         }

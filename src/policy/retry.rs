@@ -162,35 +162,16 @@ mod tests {
         }
         assert!(s.method_ok(&http::Method::GET) && !s.method_ok(&http::Method::POST));
     }
-}
-
-#[cfg(test)]
-mod floor_tests {
-    use super::*;
 
     #[test]
     fn a_quiet_route_can_retry_at_once_up_to_the_floor() {
         let s = RetrySpec {
             min_per_second: 3,
             budget_percent: 1,
-            ..super::tests_spec()
+            ..spec()
         };
         let b = RetryBudget::default();
         b.deposit(&s);
         assert_eq!((0..10).filter(|_| b.withdraw(&s)).count(), 3);
-    }
-}
-
-#[cfg(test)]
-fn tests_spec() -> RetrySpec {
-    RetrySpec {
-        attempts: 3,
-        on: &[503],
-        per_try_timeout: None,
-        backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(100),
-        budget_percent: 20,
-        min_per_second: 0,
-        non_idempotent: false,
     }
 }
