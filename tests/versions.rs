@@ -155,6 +155,25 @@ async fn an_unknown_version_is_400_listing_the_supported_ones() {
     assert_eq!(got.status, 401);
 }
 
+/// Contract §2: version selection comes before the body limit, so a
+/// request naming an unknown version with an oversized body is a 400, and
+/// a known version with the same body is the 413.
+#[tokio::test(flavor = "multi_thread")]
+async fn version_selection_comes_before_the_body_limit() {
+    let gw = gateway().await;
+    let head = |version: &str| {
+        format!(
+            "POST /api/widgets/7 HTTP/1.1\r\nhost: gw.test\r\nauthorization: {}\r\napi-version: {version}\r\ncontent-length: 20000000\r\nconnection: close\r\n\r\n",
+            bearer()
+        )
+    };
+    let unknown = support::raw(gw.addr, head("9").as_bytes()).await;
+    assert!(unknown.starts_with("HTTP/1.1 400"), "{unknown}");
+    assert!(unknown.contains("Unsupported API version"), "{unknown}");
+    let known = support::raw(gw.addr, head("2").as_bytes()).await;
+    assert!(known.starts_with("HTTP/1.1 413"), "{known}");
+}
+
 fn select(headers: &[(&'static str, String)]) -> Result<usize, ()> {
     let route = <Versioned as gateway::spec::Spec>::route(versions::RouteId::ApiWidgetsId);
     let set = route.versions.expect("the route has versions");
