@@ -364,7 +364,7 @@ impl<S: Spec> Gateway<S> {
             )));
         }
         if let Some(d) = version.and_then(|v| v.deprecated.as_ref()) {
-            if d.gone(crate::policy::version::unix_now()) {
+            if d.gone(crate::auth::hmac::now_unix()) {
                 return Err(GatewayError::client(ErrorKind::VersionGone));
             }
         }

@@ -180,13 +180,6 @@ impl DeprecatedSpec {
     }
 }
 
-/// The wall clock in Unix seconds, for sunsets.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `vnd.<vendor>.v<name>+json` -> `<name>`.
 fn vendor_version<'a>(sub: &'a str, vendor: &str) -> Option<&'a str> {
     let rest = strip_prefix_ci(sub, "vnd.")?;
