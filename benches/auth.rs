@@ -1,5 +1,6 @@
 //! Per-request cryptography and policy checks without the network: HMAC v2
-//! signing and verification, JWT HS256 verification, a rate-limit check.
+//! signing and verification, JWT HS256 (uncached and cached) and ES256
+//! verification, a rate-limit check.
 //!
 //! `cargo bench --bench auth`
 
@@ -101,6 +102,61 @@ fn jwt_hs256_verify(b: Bencher) {
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    b.bench_local(|| verifier.verify(black_box(&token)).unwrap());
+}
+
+/// The same token again, as the JWT step sees a client's repeated token:
+/// a hit in the cache of verified tokens.
+#[divan::bench]
+fn jwt_hs256_verify_cached(b: Bencher) {
+    let secret = "bench-jwt-secret-0123456789abcdef";
+    let env = StartupEnv::from_pairs([("JWT_SECRET", secret)]);
+    let verifier = JwtVerifier::new(&gateway::routes::JWT, &env).unwrap();
+    let claims = serde_json::json!({
+        "user_id": "alice", "roles": ["operator"], "iss": "aegis-gateway",
+        "exp": hmac::now_unix() + 3600, "iat": hmac::now_unix(),
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    verifier.verify_cached(&token).unwrap();
+    b.bench_local(|| verifier.verify_cached(black_box(&token)).unwrap());
+}
+
+/// ES256 (P-256) with a PEM public key, uncached.
+#[divan::bench]
+fn jwt_es256_verify(b: Bencher) {
+    use gateway::auth::jwt::{JwtAlgorithm, JwtSpec};
+    static SPEC: JwtSpec = JwtSpec {
+        algorithms: &[JwtAlgorithm::ES256],
+        secret_env: None,
+        public_key_env: Some("BENCH_EC_PUBLIC_KEY"),
+        jwks_env: None,
+        issuer: None,
+        audience: None,
+        leeway: Duration::ZERO,
+        cookie: None,
+        subject_claim: "sub",
+        roles_claim: "roles",
+        tenant_claim: None,
+        revocation_file: None,
+    };
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys");
+    let env = StartupEnv::from_pairs([("BENCH_EC_PUBLIC_KEY", format!("{keys}/ec_public.pem"))]);
+    let verifier = JwtVerifier::new(&SPEC, &env).unwrap();
+    let private = std::fs::read(format!("{keys}/ec_private.pem")).unwrap();
+    let claims = serde_json::json!({
+        "sub": "alice", "roles": ["operator"], "exp": hmac::now_unix() + 3600,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&private).unwrap(),
     )
     .unwrap();
     b.bench_local(|| verifier.verify(black_box(&token)).unwrap());

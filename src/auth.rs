@@ -2,6 +2,7 @@
 //! an upstream sees its request.
 //!
 //! - [`jwt`]: user tokens from `Authorization: Bearer` or a cookie, roles;
+//! - [`jwt_cache`]: verified tokens, so a repeated token is checked once;
 //! - [`hmac`]: service-to-service request signatures, v1 and v2;
 //! - [`token`]: the legacy shared `X-Service-Token`;
 //! - [`revocation`]: the deny-list of token ids and subjects.
@@ -12,6 +13,7 @@
 
 pub mod hmac;
 pub mod jwt;
+pub mod jwt_cache;
 pub mod nonce;
 pub mod revocation;
 pub mod token;

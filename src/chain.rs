@@ -45,7 +45,7 @@ pub struct RequestCtx {
     /// The verified tenant, once known.
     pub tenant: Option<String>,
     /// The verified user, once known.
-    pub user: Option<User>,
+    pub user: Option<std::sync::Arc<User>>,
     /// The client's signing headers, read before they were stripped.
     pub signing: SigningHeaders,
     /// Hex SHA-256 of the body, for routes that read it before proxying.
@@ -59,13 +59,33 @@ pub struct RequestCtx {
     pub caller_pending: bool,
 }
 
-/// A user verified from a JWT.
+/// A user verified from a JWT, shared by every request presenting the
+/// same token (see [`crate::auth::jwt_cache`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// The subject claim.
     pub id: String,
     /// The roles claim.
     pub roles: Vec<String>,
+    /// `X-User-Id` and `X-User-Roles`, built once per verified token rather
+    /// than per request; `None` when not a valid header value (or, for the
+    /// roles, when there are none: no roles is said by the header's absence).
+    pub(crate) headers: (Option<http::HeaderValue>, Option<http::HeaderValue>),
+}
+
+impl User {
+    /// A user with these claims.
+    pub fn new(id: String, roles: Vec<String>) -> Self {
+        let id_header = http::HeaderValue::from_str(&id).ok();
+        let roles_header = (!roles.is_empty())
+            .then(|| roles.join(","))
+            .and_then(|r| http::HeaderValue::from_str(&r).ok());
+        User {
+            id,
+            roles,
+            headers: (id_header, roles_header),
+        }
+    }
 }
 
 /// One policy step of a route's chain.

@@ -303,13 +303,12 @@ pub fn set_upstream(
         h.insert(name::X_CALLER_SERVICE, v);
     }
     if let Some(user) = &ctx.user {
-        if let Ok(v) = HeaderValue::from_str(&user.id) {
-            h.insert(name::X_USER_ID, v);
+        // Built once per verified token (`User::new`); cloning shares them.
+        if let Some(v) = &user.headers.0 {
+            h.insert(name::X_USER_ID, v.clone());
         }
-        // No roles is said by the header's absence, not by an empty value.
-        let roles = (!user.roles.is_empty()).then(|| user.roles.join(","));
-        if let Some(v) = roles.and_then(|r| HeaderValue::from_str(&r).ok()) {
-            h.insert(name::X_USER_ROLES, v);
+        if let Some(v) = &user.headers.1 {
+            h.insert(name::X_USER_ROLES, v.clone());
         }
     }
     if let Some(v) = ctx

@@ -544,19 +544,83 @@ async fn revoked_tokens_and_subjects_are_401_and_the_list_reloads() {
             .await
         }
     };
-    assert_eq!(call(token("dave", "fine-id")).await.status, 200);
+    // One token string throughout, so the cache of verified tokens is
+    // exercised: the reload below must evict it.
+    let dave = token("dave", "fine-id");
+    assert_eq!(call(dave.clone()).await.status, 200);
+    assert_eq!(call(dave.clone()).await.status, 200);
     let got = call(token("dave", "stolen-token-id")).await;
     assert_401(&got, "Token revoked");
     assert_eq!(events(&lines).last().unwrap()["reason"], "revoked");
     // Revoke a subject and reload (what SIGHUP does).
     std::fs::write(&list, "jti:stolen-token-id\nsub:dave\n").unwrap();
     handle.reload().unwrap();
-    assert_eq!(call(token("dave", "fine-id")).await.status, 401);
+    assert_eq!(call(dave.clone()).await.status, 401);
     assert_eq!(call(token("erin", "other")).await.status, 200);
     // A broken file keeps the previous list.
     std::fs::write(&list, "garbage line\n").unwrap();
     assert!(handle.reload().is_err());
-    assert_eq!(call(token("dave", "fine-id")).await.status, 401);
+    assert_eq!(call(dave).await.status, 401);
+    gw.shutdown().await;
+}
+
+mod jwt_cache {
+    gateway_macros::spec!("tests/specs/jwt_cache.yaml");
+}
+
+/// The cache of verified tokens (issue 6) never admits what full
+/// verification would refuse: a tampered copy of a cached token, or a
+/// cached token once its `exp` has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_tokens_still_expire_and_tampered_copies_are_refused() {
+    let up = echo_upstream("backend").await;
+    let lines = Lines::default();
+    let secret = "cache-secret";
+    let (gw, _handle) = start_shared::<jwt_cache::Spec>(
+        &[
+            ("CACHE_BACKEND_URL", format!("http://{up}")),
+            ("CACHE_JWT_SECRET", secret.into()),
+        ],
+        AccessSink::Memory(lines.clone()),
+    )
+    .await;
+    let call = |t: String| {
+        let url = gw.url("/api/x");
+        async move {
+            send(
+                "GET",
+                &url,
+                &[("authorization", &format!("Bearer {t}"))],
+                "",
+            )
+            .await
+        }
+    };
+    let exp = now() + 2;
+    let short = sign_claims(
+        &json!({"sub": "frank", "roles": ["a", "b"], "exp": exp}),
+        secret,
+    );
+    for _ in 0..3 {
+        let got = call(short.clone()).await;
+        assert_eq!(got.status, 200);
+        let h = &got.json()["headers"];
+        assert_eq!(h["x-user-id"], "frank");
+        assert_eq!(h["x-user-roles"], "a,b");
+    }
+    // Same header and claims, another signature: refused although the
+    // genuine token is cached.
+    let (signed, sig) = short.rsplit_once('.').unwrap();
+    let flipped = if sig.starts_with('A') { "B" } else { "A" };
+    let tampered = format!("{signed}.{flipped}{}", &sig[1..]);
+    assert_401(&call(tampered).await, "Invalid token");
+    assert_eq!(events(&lines).last().unwrap()["reason"], "bad_signature");
+    // Past `exp` (leeway 0 here), the cached token is expired.
+    while now() <= exp {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_401(&call(short).await, "Token expired");
+    assert_eq!(events(&lines).last().unwrap()["reason"], "expired");
     gw.shutdown().await;
 }
 

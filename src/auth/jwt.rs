@@ -15,6 +15,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
+use super::jwt_cache::{TokenCache, Verified};
 use super::revocation::Revocations;
 use super::AuthFailure;
 use crate::chain::{Flow, RequestCtx, RequestParts, Step, User};
@@ -101,6 +102,7 @@ pub struct JwtVerifier {
     keys: Vec<Key>,
     validations: Vec<(Algorithm, Validation)>,
     revoked: Option<Revocations>,
+    cache: TokenCache,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -181,6 +183,7 @@ impl JwtVerifier {
             keys,
             validations,
             revoked,
+            cache: TokenCache::default(),
         })
     }
 
@@ -198,7 +201,12 @@ impl JwtVerifier {
     /// The list cannot be read; the previous list stays in force.
     pub fn reload(&self) -> Result<(), StartupError> {
         match &self.revoked {
-            Some(r) => r.reload(),
+            Some(r) => {
+                let reloaded = r.reload();
+                // Entries were admitted against the old list.
+                self.cache.clear();
+                reloaded
+            }
             None => Ok(()),
         }
     }
@@ -213,6 +221,34 @@ impl JwtVerifier {
     /// # Errors
     /// The security-event reason.
     pub fn verify(&self, token: &str) -> Result<Identity, &'static str> {
+        self.verify_full(token).map(|(id, _)| id)
+    }
+
+    /// [`JwtVerifier::verify`] through the cache of verified tokens: a
+    /// token seen before (and not expired since) costs a hash and a
+    /// compare; others are verified in full and then cached.
+    ///
+    /// # Errors
+    /// The security-event reason.
+    pub fn verify_cached(&self, token: &str) -> Result<Verified, &'static str> {
+        let now = crate::auth::hmac::now_unix();
+        if let Some(hit) = self.cache.get(token, now) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let (id, exp) = self.verify_full(token)?;
+        let verified = Verified {
+            user: Arc::new(User::new(id.subject, id.roles)),
+            tenant: id.tenant,
+        };
+        let dead_after = exp.saturating_add(self.spec.leeway.as_secs());
+        self.cache
+            .insert(token, verified.clone(), dead_after, generation);
+        Ok(verified)
+    }
+
+    /// Full verification; also returns `exp` (required, so always there).
+    fn verify_full(&self, token: &str) -> Result<(Identity, u64), &'static str> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed_token")?;
         let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
             return Err("algorithm_not_allowed");
@@ -232,7 +268,12 @@ impl JwtVerifier {
         let mut last = "bad_signature";
         for key in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
-                Ok(data) => return self.identity(data.claims),
+                Ok(data) => {
+                    // Validation required `exp`; one that is not a whole
+                    // number gives 0, so that token is simply never cached.
+                    let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+                    return self.identity(data.claims).map(|id| (id, exp));
+                }
                 Err(e) => {
                     last = reason(e.kind());
                     if last != "bad_signature" {
@@ -406,13 +447,10 @@ impl Step for JwtAuth {
                 "Authentication required",
             )));
         };
-        match self.verifier.verify(token) {
-            Ok(id) => {
-                ctx.tenant = id.tenant.or(ctx.tenant.take());
-                ctx.user = Some(User {
-                    id: id.subject,
-                    roles: id.roles,
-                });
+        match self.verifier.verify_cached(token) {
+            Ok(v) => {
+                ctx.tenant = v.tenant.or(ctx.tenant.take());
+                ctx.user = Some(v.user);
                 Flow::Continue
             }
             Err(reason) => {
