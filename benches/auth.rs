@@ -189,6 +189,8 @@ fn rate_limit_step(b: Bencher) {
         auth_failure: None,
         rate_limit: None,
         caller_pending: false,
+        https: false,
+        client_cert: None,
     })
     .bench_local_refs(|ctx| assert!(matches!(limit.before_body(ctx, &parts), Flow::Continue)));
 }

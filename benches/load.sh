@@ -12,14 +12,20 @@
 # (one runtime worker), then runs wrk against each in turn. Prints medians
 # of req/s, p50, p99, CPU microseconds per request, peak RSS, and the
 # gateway/nginx ratios. Stops everything it started, by PID.
+#
+# TLS profile (on unless TLS=0): nginx and the gateway (benches/load/tls.yaml,
+# policies off) both terminate TLS 1.3 with the same ECDSA P-256 certificate
+# (made here with openssl) and proxy in plain HTTP; wrk keeps its
+# connections, so this measures record encryption, not handshakes.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-"32 256"}
+TLS=${TLS:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/gateway-load.XXXXXX)
-UP_PORT=18090 NGINX_PORT=18081 GW_PORT=18080
+UP_PORT=18090 NGINX_PORT=18081 NGINX_TLS_PORT=18082 GW_PORT=18080
 PIDS=()
 
 cleanup() {
@@ -38,11 +44,32 @@ fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # --- builds ---------------------------------------------------------------
-for spec in full bare; do
+SPECS="full bare"
+if [ "$TLS" = 1 ]; then SPECS="full bare tls"; fi
+for spec in $SPECS; do
     echo "building the gateway with benches/load/$spec.yaml (release)" >&2
     (cd "$ROOT" && GATEWAY_SPEC="$ROOT/benches/load/$spec.yaml" cargo build -q --release --bin gateway)
     cp "$ROOT/target/release/gateway" "$WORK/gateway-$spec"
 done
+
+# --- certificate (TLS profile) ---------------------------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.pem" 2>/dev/null
+TLS_SERVER=""
+if [ "$TLS" = 1 ]; then
+    TLS_SERVER="server {
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl backlog=4096;
+        ssl_certificate $WORK/tls.pem;
+        ssl_certificate_key $WORK/tls.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location ~ ^/api/v1/rules/([^/]+)\$ {
+            proxy_pass http://rules/rules/\$1;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+fi
 
 # --- upstream and nginx proxy ----------------------------------------------
 cat > "$WORK/upstream.conf" <<EOF
@@ -76,6 +103,7 @@ http {
             proxy_set_header Connection "";
         }
     }
+    $TLS_SERVER
 }
 EOF
 "$NGINX" -c "$WORK/upstream.conf" -e "$WORK/upstream-error.log"
@@ -85,15 +113,18 @@ sleep 0.5
 JWT_SECRET_VALUE="bench-jwt-secret-$(date +%s)"
 TOKEN=$(BENCH_JWT_SECRET=$JWT_SECRET_VALUE "$WORK/gateway-full" token --sub bench-user --ttl 2h)
 
-start_gateway() { # $1 = full|bare; prints the PID
+scheme() { if [ "$1" = tls ]; then echo https; else echo http; fi; }
+
+start_gateway() { # $1 = full|bare|tls; prints the PID
     GATEWAY_LISTEN=127.0.0.1:$GW_PORT GATEWAY_WORKERS=1 GATEWAY_ACCESS_LOG=off RUST_LOG=warn \
         BENCH_JWT_SECRET=$JWT_SECRET_VALUE BENCH_RULES_SECRET=bench-rules-secret \
         BENCH_UPSTREAM_URL=http://127.0.0.1:$UP_PORT \
+        BENCH_TLS_CERT=$WORK/tls.pem BENCH_TLS_KEY=$WORK/tls.key \
         "$WORK/gateway-$1" >"$WORK/gateway-$1.log" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     for _ in $(seq 50); do
-        curl -fsS "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break
+        curl -fsSk "$(scheme "$1")://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break
         sleep 0.1
     done
     echo "$pid"
@@ -145,10 +176,14 @@ for c in $CONNS; do
     for r in $(seq "$ROUNDS"); do
         echo "round $r at $c connections" >&2
         run nginx "http://127.0.0.1:$NGINX_PORT/api/v1/rules/r1" "$PROXY_PID" "$c"
-        for spec in full bare; do
+        if [ "$TLS" = 1 ]; then
+            run nginx-tls "https://127.0.0.1:$NGINX_TLS_PORT/api/v1/rules/r1" "$PROXY_PID" "$c"
+        fi
+        for spec in $SPECS; do
             pid=$(start_gateway "$spec")
-            curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW_PORT/api/v1/rules/r1" >/dev/null
-            run "gateway-$spec" "http://127.0.0.1:$GW_PORT/api/v1/rules/r1" "$pid" "$c"
+            url="$(scheme "$spec")://127.0.0.1:$GW_PORT/api/v1/rules/r1"
+            curl -fsSk -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
+            run "gateway-$spec" "$url" "$pid" "$c"
             kill "$pid"
             wait "$pid" 2>/dev/null || true
         done
@@ -175,9 +210,8 @@ for (t, c), runs in sorted(med.items(), key=lambda k: (int(k[0][1]), k[0][0])):
     print(f"{t:<14}{c:>6}" + "".join(f"{v:>19.2f}" for v in m))
 print()
 for c in sorted({c for _, c in out}, key=int):
-    n = out.get(("nginx", c))
-    for t in ("gateway-full", "gateway-bare"):
-        g = out.get((t, c))
+    for t, base in (("gateway-full", "nginx"), ("gateway-bare", "nginx"), ("gateway-tls", "nginx-tls")):
+        g, n = out.get((t, c)), out.get((base, c))
         if n and g:
-            print(f"{t} / nginx at {c} conns: throughput {g[0]/n[0]:.2f}x, p99 {g[2]/n[2]:.2f}x, cpu/req {g[3]/n[3]:.2f}x")
+            print(f"{t} / {base} at {c} conns: throughput {g[0]/n[0]:.2f}x, p99 {g[2]/n[2]:.2f}x, cpu/req {g[3]/n[3]:.2f}x")
 PY

@@ -57,6 +57,11 @@ pub struct RequestCtx {
     /// A service signature is pending verification after the body: the
     /// caller becomes known only then.
     pub caller_pending: bool,
+    /// The request arrived over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
+    /// The calling service the connection's verified client certificate
+    /// names (`gateway.tls.client_auth.identities`), if any.
+    pub client_cert: Option<&'static str>,
 }
 
 /// A user verified from a JWT, shared by every request presenting the

@@ -235,6 +235,7 @@ mod tests {
             allow_plaintext: false,
             breaker: None,
             tls_ca_env: None,
+            tls_client_cert: None,
             connect_timeout: None,
         };
         let u = upstream_url(&s, &StartupEnv::default()).unwrap();

@@ -281,7 +281,11 @@ pub fn set_upstream(
         .proto
         .clone()
         .filter(|_| trusted_peer)
-        .unwrap_or(HeaderValue::from_static("http"));
+        .unwrap_or(HeaderValue::from_static(if ctx.https {
+            "https"
+        } else {
+            "http"
+        }));
     h.insert(name::X_FORWARDED_PROTO, proto);
     let host = fwd
         .host

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 // Generated code names this crate as `::gateway`, inside and outside it.
 extern crate self as gateway;
@@ -37,6 +38,7 @@ pub mod routing;
 pub mod server;
 pub mod service;
 pub mod spec;
+pub mod tls;
 
 /// The routing compiled from `gateway.yaml` (or `GATEWAY_SPEC`) by `build.rs`.
 #[allow(
@@ -63,7 +65,10 @@ pub mod __codegen {
     pub use crate::policy::retry::RetrySpec;
     pub use crate::policy::version::{DeprecatedSpec, VersionSet, VersionSpec};
     pub use crate::policy::StripCredentials;
-    pub use crate::spec::{GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec};
+    pub use crate::spec::{
+        ClientAuthSpec, ClientCertSpec, GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec,
+        TlsSpec,
+    };
     pub use std::sync::Arc;
     pub use std::time::Duration;
 }

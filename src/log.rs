@@ -136,6 +136,25 @@ pub struct SecurityEvent<'a> {
     pub client_ip: String,
 }
 
+/// One security-event line per TLS handshake the gateway refused.
+#[derive(Debug, Serialize)]
+pub struct TlsEvent {
+    /// RFC 3339 UTC time.
+    pub timestamp: String,
+    /// `WARN`.
+    pub level: &'static str,
+    /// `security`.
+    pub target: &'static str,
+    /// Always `tls_handshake_failed`.
+    pub event: &'static str,
+    /// Why, machine-readable (`client_certificate_expired`, ...).
+    pub reason: &'static str,
+    /// rustls's description of the failure.
+    pub detail: String,
+    /// Client address.
+    pub client_ip: String,
+}
+
 /// Now as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     let d = SystemTime::now()

@@ -1,5 +1,6 @@
 //! The gateway binary: `gateway` (serve), `gateway routes`, and the
 //! developer helpers `gateway token` and `gateway sign`.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -238,7 +239,8 @@ fn serve() -> Result<(), StartupError> {
             tracing::info!(service = u.name, url = %format!("{}://{}{}", u.url.scheme, u.url.authority, u.url.base_path), "upstream");
         }
         let bound = listener.local_addr().unwrap_or(addr);
-        tracing::info!(name = routes::Spec::GATEWAY.name, listen = %bound, "gateway listening");
+        let scheme = if gw.tls().is_some() { "https" } else { "http" };
+        tracing::info!(name = routes::Spec::GATEWAY.name, listen = %bound, scheme, "gateway listening");
         let Signals { term, hup } = signals;
         tokio::spawn(reload_on_sighup(gw.clone(), hup));
         server::serve(gw, listener, shutdown_signal(term)).await;

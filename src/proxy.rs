@@ -64,9 +64,6 @@ pub fn connector(
     env: &StartupEnv,
     connect_timeout: Duration,
 ) -> Result<Connector, StartupError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-
     let mut roots = rustls::RootCertStore::empty();
     if let Some(var) = s.tls_ca_env {
         let bad = |why: String| StartupError::BadKey {
@@ -77,10 +74,7 @@ pub fn connector(
             var: var.to_owned(),
             what: format!("the path of the CA bundle for service `{}`", s.name),
         })?;
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(format!("cannot read `{path}`: {e}")))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(format!("`{path}` is not a PEM CA bundle: {e}")))?;
+        let certs = crate::tls::read_certs(var, path)?;
         let (added, _) = roots.add_parsable_certificates(certs);
         if added == 0 {
             return Err(bad(format!("`{path}` holds no usable CA certificate")));
@@ -99,8 +93,20 @@ pub fn connector(
             var: format!("services.{}.tls", s.name),
             why: e.to_string(),
         })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match s.tls_client_cert {
+        Some(c) => {
+            let what = format!("the client certificate for service `{}`", s.name);
+            let (chain, key) = crate::tls::read_chain_and_key(c.cert_env, c.key_env, env, &what)?;
+            config
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| StartupError::BadKey {
+                    var: c.key_env.to_owned(),
+                    why: e.to_string(),
+                })?
+        }
+        None => config.with_no_client_auth(),
+    };
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);

@@ -11,6 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::auth::SigningHeaders;
+use crate::auth::{AuthFailure, SigningHeaders};
 use crate::body::{full, ResponseBody};
 use crate::chain::{Flow, RequestCtx};
 use crate::config::{StartupEnv, StartupError, TrustedProxies};
@@ -37,8 +38,32 @@ use crate::proxy::{self, Proxy};
 use crate::routing::{self, Miss, Router};
 use crate::spec::RouteSpec;
 use crate::spec::Spec;
+use crate::tls::ClientIdentity;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Body as _;
+
+/// What the gateway knows about one client connection.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The calling service its client certificate names, if any.
+    pub client: ClientIdentity,
+}
+
+/// The largest request head a client may send: request line and headers
+/// over HTTP/1, the header list over HTTP/2. Envoy's default is 60 KiB.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Concurrent streams per HTTP/2 connection, as Envoy's edge-proxy
+/// guidance and RFC 9113 §6.5.2's floor (hyper's default is 200); a client
+/// opening more has them refused (RST_STREAM REFUSED_STREAM).
+const H2_MAX_STREAMS: u32 = 100;
+
+/// HTTP/2 streams a client may reset before the gateway accepts them.
+const H2_MAX_PENDING_RESETS: usize = 20;
 
 /// A gateway for one compiled spec: router, chains and proxy, built once.
 pub struct Gateway<S: Spec> {
@@ -47,6 +72,7 @@ pub struct Gateway<S: Spec> {
     proxy: Proxy,
     trusted: TrustedProxies,
     via: HeaderValue,
+    tls: Option<crate::tls::Terminator>,
     access_log: AccessSink,
     /// Each route's retry budget, by route index.
     budgets: Vec<crate::policy::retry::RetryBudget>,
@@ -156,6 +182,10 @@ impl<S: Spec> Gateway<S> {
             )?,
             trusted: TrustedProxies::parse(g.trusted_proxies)?,
             via,
+            tls: g
+                .tls
+                .map(|t| crate::tls::Terminator::new(t, env))
+                .transpose()?,
             access_log: AccessSink::from_env(env.get("GATEWAY_ACCESS_LOG")),
             budgets: {
                 let n = S::PATHS
@@ -176,14 +206,47 @@ impl<S: Spec> Gateway<S> {
     }
 
     /// Re-reads what may change without a restart (SIGHUP): revocation
-    /// lists today. On error the previous state stays in force.
+    /// lists, file-based upstream credentials, the listener's certificate,
+    /// key and client CAs. On error the previous state stays in force.
     ///
     /// # Errors
-    /// What could not be re-read.
+    /// The first thing that could not be re-read (the others still are).
     pub fn reload(&self) -> Result<(), StartupError> {
         let chains = S::reload(&self.chains);
         let proxy = self.proxy.reload();
-        chains.and(proxy)
+        let tls = self
+            .tls
+            .as_ref()
+            .map_or(Ok(()), crate::tls::Terminator::reload);
+        chains.and(proxy).and(tls)
+    }
+
+    /// Logs a failed TLS handshake as a security event, when rustls
+    /// refused it (a bad, expired, missing or untrusted client
+    /// certificate, no shared protocol); a client that merely went away is
+    /// only a debug line.
+    fn handshake_failed(&self, peer: SocketAddr, e: &std::io::Error) {
+        let Some(rustls_error) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        else {
+            tracing::debug!(%peer, error = %e, "TLS connection closed during the handshake");
+            return;
+        };
+        self.access_log.write(&log::TlsEvent {
+            timestamp: log::now_rfc3339(),
+            level: "WARN",
+            target: "security",
+            event: "tls_handshake_failed",
+            reason: crate::tls::failure_reason(rustls_error),
+            detail: rustls_error.to_string(),
+            client_ip: peer.ip().to_canonical().to_string(),
+        });
+    }
+
+    /// Whether the listener terminates TLS (`gateway.tls`).
+    pub fn tls(&self) -> Option<&crate::tls::Terminator> {
+        self.tls.as_ref()
     }
 
     /// The resolved upstreams, for the start-up log.
@@ -191,8 +254,23 @@ impl<S: Spec> Gateway<S> {
         &self.proxy
     }
 
-    /// Handles one request end to end.
+    /// Handles one request on a plain-HTTP connection from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let conn = Connection {
+            peer,
+            tls: false,
+            client: ClientIdentity::Anonymous,
+        };
+        self.handle_on(req, &conn).await
+    }
+
+    /// Handles one request end to end, on `conn`.
+    pub async fn handle_on(
+        &self,
+        req: Request<Incoming>,
+        conn: &Connection,
+    ) -> Response<ResponseBody> {
+        let peer = conn.peer;
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let (ids, trace_continued) = Ids::from_headers_keeping_trace(&parts.headers);
@@ -217,7 +295,14 @@ impl<S: Spec> Gateway<S> {
             auth_failure: None,
             rate_limit: None,
             caller_pending: false,
+            https: conn.tls,
+            client_cert: None,
         };
+        if let ClientIdentity::Known(name) = conn.client {
+            // A verified calling service (contract §3), on every route.
+            ctx.client_cert = Some(name);
+            ctx.caller = Some(name.to_owned());
+        }
         // Logs the request even if the client goes away before the answer
         // and this future is dropped.
         let mut pending = PendingLog {
@@ -231,9 +316,20 @@ impl<S: Spec> Gateway<S> {
             out: Outcome::default(),
             done: false,
         };
-        let routed = match fwd.rejection.clone() {
-            Some(kind) => Err(GatewayError::client(kind)),
-            None => {
+        let routed = match (fwd.rejection.clone(), &conn.client) {
+            (Some(kind), _) => Err(GatewayError::client(kind)),
+            (None, ClientIdentity::Unknown(id)) => {
+                // A certificate from a trusted CA that names no declared
+                // service: refused on every route, and logged.
+                ctx.auth_failure = Some(AuthFailure::enforced(
+                    "unknown_client_certificate",
+                    Some(id.clone()),
+                ));
+                Err(GatewayError::client(ErrorKind::Forbidden(
+                    "Service authentication failed",
+                )))
+            }
+            (None, _) => {
                 self.route(&mut ctx, parts, body, &fwd, &mut pending.out)
                     .await
             }
@@ -568,6 +664,51 @@ fn health() -> Response<ResponseBody> {
     r
 }
 
+/// Serves one accepted connection (plain or after the TLS handshake),
+/// watched for graceful shutdown.
+async fn serve_connection<S: Spec, I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    gw: Arc<Gateway<S>>,
+    conn: Connection,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let started = Arc::new(AtomicBool::new(false));
+    let first = started.clone();
+    let svc = service_fn(move |req| {
+        first.store(true, Ordering::Relaxed);
+        let (gw, conn) = (gw.clone(), conn.clone());
+        async move { Ok::<_, Infallible>(gw.handle_on(req, &conn).await) }
+    });
+    let served = builder.serve_connection(TokioIo::new(io), svc).into_owned();
+    let served = watcher.watch(served);
+    tokio::pin!(served);
+    // `auto` first reads enough bytes to tell HTTP/2's preface from HTTP/1,
+    // with no deadline; hyper's header-read timeout starts only after that.
+    // A client sending nothing, or half a preface, would keep its
+    // connection forever (hyperium/hyper#3756, #3962). So a connection that
+    // has not started a request within the header-read timeout is closed,
+    // whatever its protocol.
+    let ended = tokio::select! {
+        r = &mut served => Some(r),
+        () = tokio::time::sleep(S::GATEWAY.header_read_timeout) => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None if started.load(Ordering::Relaxed) => served.await,
+        None => {
+            tracing::debug!("no request within the header-read timeout; closing");
+            return;
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
 /// Serves `gateway` on `listener` until `shutdown` resolves, then stops
 /// accepting at once and lets in-flight requests finish until the spec's
 /// drain deadline. Returns when every connection is closed or the deadline
@@ -579,10 +720,26 @@ pub async fn serve<S: Spec>(
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Limits on one client, proved by tests/hostile.rs. A head over them is
+    // answered by hyper's parser before any request exists: a bare `431`
+    // (`400` for bytes that are not HTTP) and a closed connection. hyper
+    // has no hook to give that answer a body; contract §2 allows it.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(S::GATEWAY.header_read_timeout);
+        .header_read_timeout(S::GATEWAY.header_read_timeout)
+        // Bounds the request line and headers together (hyper's default
+        // is ~400 KiB). The count stays at hyper's default of 100 headers:
+        // setting `max_headers` costs a heap allocation per request.
+        .max_buf_size(MAX_HEAD);
+    builder
+        .http2()
+        .max_header_list_size(MAX_HEAD as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        // Rapid reset (CVE-2023-44487): streams a client resets before
+        // they are accepted; past this, GOAWAY ENHANCE_YOUR_CALM. h2's
+        // default, stated here so an upgrade cannot loosen it unseen.
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -599,17 +756,32 @@ pub async fn serve<S: Spec>(
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
-        let svc = service_fn(move |req| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        // The TLS handshake runs in the connection's own task, bounded by
+        // the header-read timeout, so a slow client never stalls accepting.
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let Some(tls) = gw.tls() else {
+                let conn = Connection {
+                    peer,
+                    tls: false,
+                    client: ClientIdentity::Anonymous,
+                };
+                return serve_connection(&builder, watcher, stream, gw, conn).await;
+            };
+            let handshake = tls.acceptor().accept(stream);
+            match tokio::time::timeout(S::GATEWAY.header_read_timeout, handshake).await {
+                Ok(Ok(stream)) => {
+                    let client = tls.identify(stream.get_ref().1);
+                    let conn = Connection {
+                        peer,
+                        tls: true,
+                        client,
+                    };
+                    serve_connection(&builder, watcher, stream, gw.clone(), conn).await;
+                }
+                Ok(Err(e)) => gw.handshake_failed(peer, &e),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
     }

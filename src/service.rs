@@ -338,6 +338,7 @@ pub enum ServiceError {
 ///     allow_plaintext: false,
 ///     breaker: None,
 ///     tls_ca_env: None,
+///     tls_client_cert: None,
 ///     connect_timeout: None,
 /// };
 ///

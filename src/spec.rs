@@ -25,6 +25,44 @@ pub struct GatewaySpec {
     pub drain_timeout: Duration,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// TLS termination (`gateway.tls`); plain HTTP when absent.
+    pub tls: Option<&'static TlsSpec>,
+}
+
+/// `gateway.tls`: the listener's certificate and, optionally, client
+/// certificates (mTLS).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsSpec {
+    /// Variable holding the path of the PEM certificate chain (leaf first).
+    pub cert_env: &'static str,
+    /// Variable holding the path of the PEM private key.
+    pub key_env: &'static str,
+    /// Client-certificate verification, when configured.
+    pub client_auth: Option<ClientAuthSpec>,
+}
+
+/// `gateway.tls.client_auth`: which client certificates are accepted and
+/// which calling service each one names.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAuthSpec {
+    /// Variable holding the path of the PEM bundle of client CAs.
+    pub ca_env: &'static str,
+    /// Whether a connection without a client certificate is refused in the
+    /// handshake (`required`) or admitted without a caller (`optional`).
+    pub required: bool,
+    /// Certificate identity (a SAN DNS name or URI, e.g. a SPIFFE id) to
+    /// caller service name.
+    pub identities: &'static [(&'static str, &'static str)],
+}
+
+/// `services.*.tls.client_cert_env` / `client_key_env`: the client
+/// certificate the gateway presents to an upstream (mTLS).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertSpec {
+    /// Variable holding the path of the PEM certificate chain.
+    pub cert_env: &'static str,
+    /// Variable holding the path of the PEM private key.
+    pub key_env: &'static str,
 }
 
 /// An upstream service.
@@ -45,6 +83,8 @@ pub struct ServiceSpec {
     /// Variable naming a PEM CA bundle for an `https://` upstream (the
     /// system roots otherwise).
     pub tls_ca_env: Option<&'static str>,
+    /// Client certificate presented to an `https://` upstream.
+    pub tls_client_cert: Option<ClientCertSpec>,
     /// Connect timeout for this service (`gateway.timeouts.connect`
     /// otherwise).
     pub connect_timeout: Option<Duration>,

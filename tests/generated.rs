@@ -43,3 +43,22 @@ fn gateway_routes_prints_the_table() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), bundled().explain());
 }
+
+/// The specs the README runs (`examples/*.yaml`) stay valid.
+#[test]
+fn example_specs_compile() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if let Err(e) = gateway_codegen::compile_str(&name, &text) {
+                panic!("{}", e.render());
+            }
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no example spec found in {dir}");
+}

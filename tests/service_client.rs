@@ -30,6 +30,7 @@ static INSIGHTS: ServiceSpec = ServiceSpec {
         rate: None,
     }),
     tls_ca_env: None,
+    tls_client_cert: None,
     connect_timeout: None,
 };
 
@@ -44,6 +45,7 @@ static ML: ServiceSpec = ServiceSpec {
     allow_plaintext: true,
     breaker: None,
     tls_ca_env: None,
+    tls_client_cert: None,
     connect_timeout: None,
 };
 

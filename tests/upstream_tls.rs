@@ -165,7 +165,7 @@ fn a_missing_or_empty_ca_bundle_stops_start_up() {
     let env = StartupEnv::from_pairs([("TRUSTED_CA_FILE", empty.display().to_string())]);
     let e = Gateway::<tls::Spec>::new(&env).unwrap_err().to_string();
     assert!(
-        e.starts_with("TRUSTED_CA_FILE") && e.contains("no usable CA certificate"),
+        e.starts_with("TRUSTED_CA_FILE") && e.contains("holds no PEM certificate"),
         "{e}"
     );
     // HTTPS upstreams need no plain-HTTP opt-in in production.

@@ -9,6 +9,7 @@
 //! let gw = gateway::server::Gateway::<fetch_service::Spec>::new(&env)?;
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use proc_macro::TokenStream;
 use quote::quote;

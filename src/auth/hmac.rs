@@ -463,6 +463,7 @@ pub struct HmacAuth {
     callers: &'static [&'static str],
     versions: HmacVersions,
     shared_secret: bool,
+    mtls: bool,
 }
 
 impl HmacAuth {
@@ -478,7 +479,19 @@ impl HmacAuth {
             callers,
             versions,
             shared_secret,
+            mtls: false,
         }
+    }
+
+    /// Also admits a caller named by the connection's verified client
+    /// certificate (`service_auth.mtls: true`): such a request needs no
+    /// signature. A connection whose certificate names a caller the route
+    /// does not admit is refused, not asked for a signature instead, so one
+    /// connection never acts as two services. Without a certificate, the
+    /// signature rules apply (with no versions: refused).
+    pub fn admit_mtls(mut self) -> Self {
+        self.mtls = true;
+        self
     }
 
     /// Whether the step needs the request body (v2 covers its hash).
@@ -518,8 +531,27 @@ impl HmacAuth {
     }
 }
 
+impl HmacAuth {
+    /// The decision on a request that came with a client certificate, on
+    /// a route that admits callers by certificate.
+    fn by_certificate(&self, ctx: &mut RequestCtx) -> Option<Flow> {
+        let name = ctx.client_cert.filter(|_| self.mtls)?;
+        if self.callers.contains(&name) {
+            ctx.caller = Some(name.to_owned());
+            return Some(Flow::Continue);
+        }
+        Some(self.fail(ctx, "caller_not_allowed", Some(name.to_owned())))
+    }
+}
+
 impl Step for HmacAuth {
     fn before_body(&self, ctx: &mut RequestCtx, _: &RequestParts) -> Flow {
+        if let Some(flow) = self.by_certificate(ctx) {
+            return flow;
+        }
+        if self.versions.0 == 0 {
+            return self.fail(ctx, "missing_client_certificate", None);
+        }
         if self.verifier.mode != Mode::Enforce {
             // Audit mode forwards anyway and logs once, after the full check.
             return Flow::Continue;
@@ -537,6 +569,10 @@ impl Step for HmacAuth {
     }
 
     fn on_request(&self, ctx: &mut RequestCtx, req: &mut RequestParts) -> Flow {
+        if self.mtls && ctx.client_cert.is_some() || self.versions.0 == 0 {
+            // Decided in `before_body` (which let it through).
+            return Flow::Continue;
+        }
         let h = &ctx.signing;
         if self.verifier.mode == Mode::Disabled {
             let claimed = |v: &Option<http::HeaderValue>| {

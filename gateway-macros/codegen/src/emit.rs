@@ -115,6 +115,10 @@ fn gateway_const(c: &Checked) -> TokenStream {
         ms(g.drain_ms),
         ms(g.header_read_ms),
     );
+    let (tls_ref, tls_const) = match &g.tls {
+        Some(t) => (quote!(Some(&TLS)), tls_const(t)),
+        None => (quote!(None), quote!()),
+    };
     quote! {
         use ::gateway::__codegen as rt;
 
@@ -127,6 +131,32 @@ fn gateway_const(c: &Checked) -> TokenStream {
             upstream_timeout: #upstream,
             drain_timeout: #drain,
             header_read_timeout: #header,
+            tls: #tls_ref,
+        };
+        #tls_const
+    }
+}
+
+fn tls_const(t: &crate::validate::auth::TlsIr) -> TokenStream {
+    let (cert, key) = (&t.cert_env, &t.key_env);
+    let client = match &t.client_auth {
+        Some(c) => {
+            let ca = &c.ca_env;
+            let required = c.required;
+            let ids = c
+                .identities
+                .iter()
+                .map(|(id, caller)| quote!((#id, #caller)));
+            quote!(Some(rt::ClientAuthSpec { ca_env: #ca, required: #required, identities: &[#(#ids),*] }))
+        }
+        None => quote!(None),
+    };
+    quote! {
+        /// `gateway.tls`: TLS termination.
+        pub const TLS: rt::TlsSpec = rt::TlsSpec {
+            cert_env: #cert,
+            key_env: #key,
+            client_auth: #client,
         };
     }
 }
@@ -185,6 +215,12 @@ fn services_const(c: &Checked) -> TokenStream {
             Some(e) => quote!(Some(#e)),
             None => quote!(None),
         };
+        let client_cert = match &s.tls_client_cert {
+            Some((cert, key)) => {
+                quote!(Some(rt::ClientCertSpec { cert_env: #cert, key_env: #key }))
+            }
+            None => quote!(None),
+        };
         quote! {
             rt::ServiceSpec {
                 name: #name,
@@ -194,6 +230,7 @@ fn services_const(c: &Checked) -> TokenStream {
                 allow_plaintext: #plaintext,
                 breaker: #breaker,
                 tls_ca_env: #ca,
+                tls_client_cert: #client_cert,
                 connect_timeout: #connect,
             }
         }

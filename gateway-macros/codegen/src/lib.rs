@@ -25,6 +25,7 @@
 //! assert!(err.render().contains("gateway.yaml:10:14: error: route `/api/orders/{id}` uses unknown service `order`"));
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod diag;
 pub mod emit;

@@ -1,9 +1,6 @@
 //! The spec model: `gateway.yaml` as written, parsed with serde.
 //!
 //! Every struct denies unknown fields, so a typo is a located build error.
-//! Fields that later work will implement are declared now as [`Planned`], so
-//! the schema is whole and a planned field is rejected with a message that
-//! says so instead of being silently ignored.
 
 mod auth;
 mod locate;
@@ -16,7 +13,10 @@ use serde::Deserialize;
 
 use crate::diag::{Diagnostic, Diagnostics};
 
-pub use auth::{AuthKind, Claims, Identity, IdentityKind, Jwt, RouteServiceAuth, ServiceAuth};
+pub use auth::{
+    AuthKind, Claims, ClientAuth, ClientCertMode, Identity, IdentityKind, Jwt, RouteServiceAuth,
+    ServiceAuth, Tls,
+};
 pub use locate::{PathSeg, SpecPath};
 pub use traffic::{Canary, Cors, Deprecated, RateKey, RateLimit, Retries, Version, Versions};
 
@@ -50,9 +50,8 @@ pub struct Gateway {
     /// Gateway-wide timeouts.
     #[serde(default, deserialize_with = "null_as_default")]
     pub timeouts: Timeouts,
-    /// TLS termination (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub tls: Option<Planned>,
+    /// TLS termination and client certificates.
+    pub tls: Option<auth::Tls>,
     /// JWT verification settings.
     pub jwt: Option<Jwt>,
     /// HMAC service-auth settings.
@@ -169,23 +168,6 @@ pub enum Credential {
     ServiceToken,
     /// The JWT cookie (`gateway.jwt.cookie`); other cookies always pass.
     AuthCookie,
-}
-
-/// A field that the schema reserves for work not done yet. Any value parses;
-/// validation turns its presence into an error that says so.
-#[derive(Debug, Clone, Copy)]
-pub struct Planned;
-
-impl<'de> Deserialize<'de> for Planned {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de::IgnoredAny::deserialize(d).map(|_| Planned)
-    }
-}
-
-/// A planned field counts as written whatever its value, even empty or
-/// `~`, so `rate_limit:` left blank is still reported, never ignored.
-fn planned<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Planned>, D::Error> {
-    de::IgnoredAny::deserialize(d).map(|_| Some(Planned))
 }
 
 /// An empty section (`timeouts:` with nothing under it) means the default.
@@ -367,7 +349,9 @@ pub struct UpstreamTls {
     /// Variable holding the path of a PEM CA bundle that replaces the
     /// system roots for this service.
     pub ca_file_env: Option<String>,
-    /// Client certificate for mutual TLS to the service (planned).
-    #[serde(default, deserialize_with = "planned")]
-    pub client_cert_env: Option<Planned>,
+    /// Variable holding the path of the PEM client certificate chain
+    /// presented to the service (mutual TLS).
+    pub client_cert_env: Option<String>,
+    /// Variable holding the path of that certificate's PEM private key.
+    pub client_key_env: Option<String>,
 }

@@ -16,7 +16,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::spec::{Credential, Planned, Policy, PolicyRef, Source, Spec, SpecPath};
+use crate::spec::{Credential, Policy, PolicyRef, Source, Spec, SpecPath};
 use pattern::{Part, Pattern, Problem, Tier};
 
 /// The spec after validation: everything `emit` needs, resolved.
@@ -55,6 +55,8 @@ pub struct GatewayIr {
     pub jwt: Option<auth::JwtIr>,
     /// HMAC service auth, when configured.
     pub service_auth: Option<auth::ServiceAuthIr>,
+    /// TLS termination, when configured.
+    pub tls: Option<auth::TlsIr>,
 }
 
 /// A resolved upstream service.
@@ -76,6 +78,8 @@ pub struct ServiceIr {
     pub breaker_rate: Option<(u32, u64, u32)>,
     /// Variable naming a CA bundle for an `https://` upstream.
     pub tls_ca_env: Option<String>,
+    /// Variables naming the client certificate chain and key (mTLS).
+    pub tls_client_cert: Option<(String, String)>,
     /// Connect timeout overriding the gateway's.
     pub connect_ms: Option<u64>,
 }
@@ -170,22 +174,6 @@ impl Ctx<'_> {
     fn check<T>(&mut self, at: &SpecPath, r: Result<T, Problem>) -> Option<T> {
         r.map_err(|p| self.error(at, p)).ok()
     }
-
-    /// A field reserved for later work is an error until it is built, so a
-    /// spec never believes it is protected by a policy that does not run.
-    fn planned(&mut self, parent: &SpecPath, field: &str, value: Option<&Planned>, what: &str) {
-        if value.is_some() {
-            self.error(
-                &parent.key_name(field),
-                Problem {
-                    message: format!("`{field}` is not implemented yet ({what})"),
-                    help:
-                        "remove it for now; docs/gateway-yaml.md marks the fields that are planned"
-                            .into(),
-                },
-            );
-        }
-    }
 }
 
 /// Validates a parsed spec.
@@ -250,6 +238,7 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         header_read_ms: dur("header_read", &g.timeouts.header_read, 10_000),
         jwt: None,
         service_auth: None,
+        tls: None,
     };
     let ir = GatewayIr {
         jwt: g.jwt.as_ref().map(|j| auth::check_jwt(cx, j)),
@@ -257,9 +246,9 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
             .service_auth
             .as_ref()
             .map(|s| auth::check_service_auth(cx, s)),
+        tls: g.tls.as_ref().map(|t| auth::check_tls(cx, t)),
         ..ir
     };
-    cx.planned(&at, "tls", g.tls.as_ref(), "TLS termination");
     ir
 }
 
@@ -277,18 +266,15 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             values::base_url(&s.url.default),
         );
         let tls_ca_env = s.tls.as_ref().and_then(|t| {
-            let tat = at.key("tls");
-            cx.planned(
-                &tat,
-                "client_cert_env",
-                t.client_cert_env.as_ref(),
-                "mutual TLS to upstreams",
-            );
             t.ca_file_env.as_ref().and_then(|e| {
-                cx.check(&tat.key("ca_file_env"), values::env_name(e))
+                cx.check(&at.key("tls").key("ca_file_env"), values::env_name(e))
                     .map(|()| e.clone())
             })
         });
+        let tls_client_cert = s
+            .tls
+            .as_ref()
+            .and_then(|t| auth::check_client_cert(cx, &at.key("tls"), t));
         let breaker = check_breaker(cx, &at, s.circuit_breaker.as_ref());
         let breaker_rate = check_breaker_rate(cx, &at, s.circuit_breaker.as_ref());
         let identity = auth::check_identity(cx, name, s.identity.as_ref());
@@ -315,6 +301,7 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             breaker,
             breaker_rate,
             tls_ca_env,
+            tls_client_cert,
             connect_ms,
         });
     }
@@ -773,6 +760,7 @@ fn check_route(
         &policy,
         gw.jwt.as_ref(),
         gw.service_auth.as_ref(),
+        gw.tls.as_ref(),
     );
     if forward.contains(&Credential::AuthCookie)
         && gw.jwt.as_ref().and_then(|j| j.cookie.as_ref()).is_none()

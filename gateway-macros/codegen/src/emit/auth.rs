@@ -131,9 +131,15 @@ pub fn steps(r: &RouteIr) -> Vec<(TokenStream, TokenStream)> {
             versions.push(quote!(rt::HmacVersions::V2));
         }
         let shared = s.shared_secret;
+        let versions = if versions.is_empty() {
+            quote!(rt::HmacVersions(0))
+        } else {
+            quote!(rt::HmacVersions(#(#versions.0)|*))
+        };
+        let mtls = s.mtls.then(|| quote!(.admit_mtls()));
         out.push((
             quote!(rt::HmacAuth),
-            quote!(rt::HmacAuth::new(&hmac, &[#(#callers),*], rt::HmacVersions(#(#versions.0)|*), #shared)),
+            quote!(rt::HmacAuth::new(&hmac, &[#(#callers),*], #versions, #shared)#mtls),
         ));
     }
     if r.auth.jwt {

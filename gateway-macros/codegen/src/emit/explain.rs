@@ -124,8 +124,19 @@ pub fn explain(c: &Checked) -> String {
     }
     let g = &c.gateway;
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let tls = match &g.tls {
+        None => String::new(),
+        Some(t) => match &t.client_auth {
+            None => " with TLS".into(),
+            Some(a) => format!(
+                " with TLS, client certificates {} ({})",
+                if a.required { "required" } else { "optional" },
+                plural(a.identities.len(), "identity").replace("identitys", "identities")
+            ),
+        },
+    };
     let mut out = format!(
-        "gateway `{}` listening on {} ({}, {})\n\n",
+        "gateway `{}` listening on {}{tls} ({}, {})\n\n",
         g.name,
         g.listen,
         plural(c.routes.len(), "route"),
@@ -180,7 +191,11 @@ pub fn explain(c: &Checked) -> String {
         } else {
             ""
         };
-        let plain = format!("{breaker}{connect}{plaintext}");
+        let client_cert = match &s.tls_client_cert {
+            Some((cert, _)) => format!(", client certificate ${cert}"),
+            None => String::new(),
+        };
+        let plain = format!("{client_cert}{breaker}{connect}{plaintext}");
         out.push_str(&format!(
             "{:sw$}  {url:uw$}  {}{plain}\n",
             s.name,

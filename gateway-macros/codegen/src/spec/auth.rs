@@ -59,6 +59,41 @@ pub struct ServiceAuth {
     pub nonce_cache: Option<u64>,
 }
 
+/// `gateway.tls`: TLS termination (contract §8).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Variable holding the path of the PEM certificate chain.
+    pub cert_env: String,
+    /// Variable holding the path of the PEM private key.
+    pub key_env: String,
+    /// Client-certificate verification (mTLS).
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// `gateway.tls.client_auth`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// Variable holding the path of the PEM bundle of client CAs.
+    pub ca_env: String,
+    /// `required` or `optional`. Default `required`.
+    pub mode: Option<ClientCertMode>,
+    /// Certificate identity (SAN URI or DNS name) to calling service.
+    #[serde(default, deserialize_with = "crate::spec::unique_map")]
+    pub identities: BTreeMap<String, String>,
+}
+
+/// Whether a client certificate is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientCertMode {
+    /// The handshake fails without one.
+    Required,
+    /// Connections without one are admitted, with no caller.
+    Optional,
+}
+
 /// `auth:` of a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,6 +114,9 @@ pub struct RouteServiceAuth {
     pub versions: Option<Vec<String>>,
     /// Whether the legacy shared secret is accepted. Default `false`.
     pub shared_secret: Option<bool>,
+    /// Whether a client certificate naming an admitted caller
+    /// authenticates the request instead of a signature. Default `false`.
+    pub mtls: Option<bool>,
 }
 
 /// `services.*.identity`: the gateway's proof of identity to one upstream

@@ -3,7 +3,7 @@
 
 use super::pattern::Problem;
 use super::{values, Ctx};
-use crate::spec::{AuthKind, Jwt, Policy, ServiceAuth, SpecPath};
+use crate::spec::{AuthKind, ClientCertMode, Jwt, Policy, ServiceAuth, SpecPath, Tls, UpstreamTls};
 
 /// Algorithms the gateway verifies. `none` is never among them.
 pub const ALGORITHMS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
@@ -57,6 +57,139 @@ pub struct ServiceAuthIr {
     pub nonce_cache: u64,
 }
 
+/// Checked `gateway.tls`.
+#[derive(Debug, Clone)]
+pub struct TlsIr {
+    /// Variable naming the certificate chain file.
+    pub cert_env: String,
+    /// Variable naming the private key file.
+    pub key_env: String,
+    /// Client-certificate verification.
+    pub client_auth: Option<ClientAuthIr>,
+}
+
+/// Checked `gateway.tls.client_auth`.
+#[derive(Debug, Clone)]
+pub struct ClientAuthIr {
+    /// Variable naming the client CA bundle.
+    pub ca_env: String,
+    /// A client certificate is required in the handshake.
+    pub required: bool,
+    /// (certificate identity, caller), in identity order.
+    pub identities: Vec<(String, String)>,
+}
+
+impl ClientAuthIr {
+    /// Whether some certificate identity names `caller`.
+    pub fn declares(&self, caller: &str) -> bool {
+        self.identities.iter().any(|(_, c)| c == caller)
+    }
+}
+
+/// `gateway.tls`: variable names, and identities that name services.
+pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
+    let at = SpecPath::root().key("gateway").key("tls");
+    cx.check(&at.key("cert_env"), values::env_name(&t.cert_env));
+    cx.check(&at.key("key_env"), values::env_name(&t.key_env));
+    if t.cert_env == t.key_env {
+        cx.error(
+            &at.key("key_env"),
+            problem(
+                "the certificate and the key are read from the same variable",
+                "name one variable for the certificate chain file and another for the key file",
+            ),
+        );
+    }
+    let client_auth = t.client_auth.as_ref().map(|c| {
+        let cat = at.key("client_auth");
+        cx.check(&cat.key("ca_env"), values::env_name(&c.ca_env));
+        if c.identities.is_empty() {
+            cx.error(
+                &cat.key("identities"),
+                problem(
+                    "client certificates are verified but no identity names a calling service, so every certificate would be refused",
+                    "map each certificate identity (a SAN URI such as a SPIFFE id, or a DNS name) to a caller under `identities`",
+                ),
+            );
+        }
+        for (id, caller) in &c.identities {
+            let iat = cat.key("identities");
+            if id.is_empty() || id.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                cx.error(
+                    &iat.key_name(id),
+                    problem(
+                        format!("`{id}` is not a certificate identity"),
+                        "write a SAN URI (`spiffe://corp.example/ns/prod/sa/billing`) or DNS name (`billing.internal.example`)",
+                    ),
+                );
+            }
+            cx.check(&iat.key(id), values::ident("caller", caller));
+        }
+        ClientAuthIr {
+            ca_env: c.ca_env.clone(),
+            required: c.mode != Some(ClientCertMode::Optional),
+            identities: c
+                .identities
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    });
+    TlsIr {
+        cert_env: t.cert_env.clone(),
+        key_env: t.key_env.clone(),
+        client_auth,
+    }
+}
+
+/// `services.*.tls.client_cert_env` and `client_key_env`: both or neither.
+pub(super) fn check_client_cert(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    t: &UpstreamTls,
+) -> Option<(String, String)> {
+    match (&t.client_cert_env, &t.client_key_env) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let ok = cx
+                .check(&at.key("client_cert_env"), values::env_name(cert))
+                .is_some()
+                & cx.check(&at.key("client_key_env"), values::env_name(key))
+                    .is_some();
+            if cert == key {
+                cx.error(
+                    &at.key("client_key_env"),
+                    problem(
+                        "the client certificate and its key are read from the same variable",
+                        "name one variable for the certificate chain file and another for the key file",
+                    ),
+                );
+            }
+            ok.then(|| (cert.clone(), key.clone()))
+        }
+        (Some(_), None) => {
+            cx.error(
+                &at.key("client_cert_env"),
+                problem(
+                    "a client certificate without its key",
+                    "add `client_key_env`: the variable naming the PEM private key file",
+                ),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            cx.error(
+                &at.key("client_key_env"),
+                problem(
+                    "a client key without its certificate",
+                    "add `client_cert_env`: the variable naming the PEM certificate chain file",
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// What one route asks of its callers.
 #[derive(Debug, Clone, Default)]
 pub struct RouteAuthIr {
@@ -81,6 +214,8 @@ pub struct RouteServiceIr {
     pub v2: bool,
     /// The legacy shared secret accepted.
     pub shared_secret: bool,
+    /// A client certificate naming an admitted caller is enough.
+    pub mtls: bool,
 }
 
 impl RouteAuthIr {
@@ -100,11 +235,12 @@ impl RouteAuthIr {
                 v.push("v2");
             }
             let shared = if s.shared_secret { "+shared" } else { "" };
-            parts.push(format!(
-                "hmac {}{shared} callers={}",
-                v.join(","),
-                s.callers.join("|")
-            ));
+            let how = match (v.is_empty(), s.mtls) {
+                (true, _) => "mtls".to_owned(),
+                (false, true) => format!("mtls|hmac {}{shared}", v.join(",")),
+                (false, false) => format!("hmac {}{shared}", v.join(",")),
+            };
+            parts.push(format!("{how} callers={}", s.callers.join("|")));
         }
         if self.jwt {
             parts.push(if self.roles.is_empty() {
@@ -352,12 +488,13 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
             cx.check(&sat.key("callers").index(i), values::ident("caller", c));
         }
         if let Some(vs) = &s.versions {
-            if vs.is_empty() {
+            // With mTLS, an empty list means certificates only.
+            if vs.is_empty() && s.mtls != Some(true) {
                 cx.error(
                     &sat.key("versions"),
                     problem(
                         "no signature version is accepted",
-                        "write `versions: [v2]`, `[v1]` or `[v1, v2]`",
+                        "write `versions: [v2]`, `[v1]` or `[v1, v2]`, or add `mtls: true` to admit callers by client certificate only",
                     ),
                 );
             }
@@ -396,6 +533,7 @@ pub(super) fn check_route_auth(
     p: &Policy,
     jwt: Option<&JwtIr>,
     sa: Option<&ServiceAuthIr>,
+    tls: Option<&TlsIr>,
 ) -> RouteAuthIr {
     let mut out = RouteAuthIr {
         jwt: p.auth == Some(AuthKind::Jwt),
@@ -429,20 +567,52 @@ pub(super) fn check_route_auth(
             at,
             problem(
                 "this route requires HMAC service auth but `gateway.service_auth` is not configured",
-                "declare the callers and their secret variables under `gateway.service_auth.callers`",
+                "declare the callers and their secret variables under `gateway.service_auth.callers` (`service_auth: {}` when callers use mTLS only)",
             ),
         );
         return out;
     };
+    let mtls = s.mtls.unwrap_or(false);
+    let client_auth = tls.and_then(|t| t.client_auth.as_ref());
+    if mtls && client_auth.is_none() {
+        cx.error(
+            at,
+            problem(
+                "the route admits callers by client certificate, but `gateway.tls.client_auth` is not configured",
+                "configure `gateway.tls` with `client_auth` (client CAs and identities), or remove `mtls: true`",
+            ),
+        );
+    }
     let shared = s.shared_secret.unwrap_or(false);
-    // With the shared secret accepted, a caller needs no secret of its own.
+    let versions = s.versions.clone().unwrap_or_else(|| vec!["v2".into()]);
+    // With the shared secret accepted, a caller needs no secret of its own;
+    // with mTLS, a caller that a certificate identity names needs none.
     for c in s.callers.iter().filter(|_| !shared) {
-        if !sa.callers.iter().any(|(n, _)| n == c) {
+        let has_secret = sa.callers.iter().any(|(n, _)| n == c);
+        let has_cert = mtls && client_auth.is_some_and(|a| a.declares(c));
+        if has_cert && (has_secret || versions.is_empty()) {
+            continue;
+        }
+        if !has_secret && !has_cert {
+            let how = if mtls {
+                format!(", and no client-certificate identity names it; add `{c}: <SECRET_ENV>` under `gateway.service_auth.callers` or map an identity to `{c}` under `gateway.tls.client_auth.identities`")
+            } else {
+                format!("; add `{c}: <SECRET_ENV>` under `gateway.service_auth.callers`")
+            };
+            let (message, help) = how.split_once("; ").unwrap_or((&how, ""));
             cx.error(
                 at,
                 problem(
-                    format!("the route admits `{c}`, but no secret is configured for it"),
-                    format!("add `{c}: <SECRET_ENV>` under `gateway.service_auth.callers`"),
+                    format!("the route admits `{c}`, but no secret is configured for it{message}"),
+                    help.to_owned(),
+                ),
+            );
+        } else if mtls && !has_cert && versions.is_empty() {
+            cx.error(
+                at,
+                problem(
+                    format!("the route admits `{c}` by client certificate only, but no certificate identity names it"),
+                    format!("map an identity to `{c}` under `gateway.tls.client_auth.identities`"),
                 ),
             );
         }
@@ -456,12 +626,12 @@ pub(super) fn check_route_auth(
             ),
         );
     }
-    let versions = s.versions.clone().unwrap_or_else(|| vec!["v2".into()]);
     out.service = Some(RouteServiceIr {
         callers: s.callers.clone(),
         v1: versions.iter().any(|v| v == "v1"),
         v2: versions.iter().any(|v| v == "v2"),
         shared_secret: shared,
+        mtls,
     });
     out
 }
