@@ -327,6 +327,11 @@ pub fn set_upstream(
 /// Appends this gateway to `Via` (RFC 9110 §7.6.3), in both directions,
 /// keeping every entry already there.
 pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
+    if !h.contains_key(header::VIA) {
+        // The common case: a shared copy of the gateway's own value.
+        h.insert(header::VIA, via.clone());
+        return;
+    }
     let mut v: Vec<u8> = Vec::new();
     for prev in h.get_all(header::VIA) {
         v.extend_from_slice(prev.as_bytes());

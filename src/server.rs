@@ -558,24 +558,38 @@ impl<S: Spec> Gateway<S> {
             self.budgets[spec.index].deposit(r);
         }
         let mut body = Some(body);
+        let mut parts = parts;
         let mut attempt = 1;
         loop {
-            let mut head = Request::builder()
+            // The last possible attempt takes the head; earlier ones copy
+            // it, so a retry starts from the original (a copy of a header
+            // map costs allocations on every request otherwise).
+            let last = policy.is_none_or(|r| attempt >= r.attempts);
+            let (mut head, ()) = Request::builder()
                 .method(parts.method.clone())
-                .uri(parts.uri.clone())
+                .uri(if last {
+                    std::mem::take(&mut parts.uri)
+                } else {
+                    parts.uri.clone()
+                })
                 .version(parts.version)
                 .body(())
-                .map_err(|e| GatewayError::upstream(ErrorKind::BadGateway, e.to_string()))?;
-            *head.headers_mut() = parts.headers.clone();
+                .map_err(|e| GatewayError::upstream(ErrorKind::BadGateway, e.to_string()))?
+                .into_parts();
+            head.headers = if last {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
             let outgoing = crate::outbound::Outgoing {
-                method: parts.method.as_str(),
-                path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                method: head.method.as_str(),
+                path_and_query: head.uri.path_and_query().map_or("/", |pq| pq.as_str()),
                 tenant: ctx.tenant.as_deref(),
                 body_sha256: ctx.body_sha256.as_deref(),
             };
             upstream
                 .signer
-                .sign(head.headers_mut(), &outgoing)
+                .sign(&mut head.headers, &outgoing)
                 .map_err(|why| GatewayError::upstream(ErrorKind::BadGateway, why))?;
             let this_body = match (&replay, body.take()) {
                 (Some(bytes), _) if attempt > 1 => Either::Right(Full::new(bytes.clone())),
@@ -601,7 +615,7 @@ impl<S: Spec> Gateway<S> {
             let call = proxy::BreakerCall::admit(upstream)?;
             let result = self
                 .proxy
-                .send(upstream, head.map(|()| this_body), per_try)
+                .send(upstream, Request::from_parts(head, this_body), per_try)
                 .await;
             call.record(&result);
             let Some(r) = policy.filter(|r| attempt < r.attempts) else {
