@@ -51,6 +51,30 @@ pub struct Proxy {
     upstreams: Vec<Upstream>,
 }
 
+/// A service's base URL, refused when it is plain HTTP and
+/// `GATEWAY_ENV=production`, unless the service allows it
+/// (`allow_plaintext: true`). The gateway's proxy and
+/// [`crate::service::ServiceClient`] both start here.
+///
+/// # Errors
+/// An unusable URL, or plain HTTP in production, naming the variable.
+pub fn checked_url(s: &ServiceSpec, env: &StartupEnv) -> Result<UpstreamUrl, StartupError> {
+    let url = upstream_url(s, env)?;
+    let production = env.get("GATEWAY_ENV") == Some("production");
+    if production && url.scheme == http::uri::Scheme::HTTP && !s.allow_plaintext {
+        let var = match env.get(s.url_env) {
+            Some(_) => s.url_env.to_owned(),
+            None => format!("default URL of service `{}`", s.name),
+        };
+        return Err(StartupError::UpstreamUrl {
+            var,
+            value: format!("{}://{}", url.scheme, url.authority),
+            why: "plain HTTP is refused when GATEWAY_ENV=production (set `allow_plaintext: true` on the service to accept it)",
+        });
+    }
+    Ok(url)
+}
+
 /// The connector for one service: `https://` upstreams are verified
 /// against the CA bundle its `tls.ca_file_env` names, else the system
 /// roots (the bundled Mozilla roots where the system has none), with SNI
@@ -131,21 +155,9 @@ impl Proxy {
         connect_timeout: Duration,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let production = env.get("GATEWAY_ENV") == Some("production");
         let mut upstreams = Vec::with_capacity(services.len());
         for s in services {
-            let url = upstream_url(s, env)?;
-            if production && url.scheme == http::uri::Scheme::HTTP && !s.allow_plaintext {
-                let var = match env.get(s.url_env) {
-                    Some(_) => s.url_env.to_owned(),
-                    None => format!("default URL of service `{}`", s.name),
-                };
-                return Err(StartupError::UpstreamUrl {
-                    var,
-                    value: format!("{}://{}", url.scheme, url.authority),
-                    why: "plain HTTP is refused when GATEWAY_ENV=production (set `allow_plaintext: true` on the service to accept it)",
-                });
-            }
+            let url = checked_url(s, env)?;
             let signer = Signer::new(gateway_name, s.name, s.identity, env, clock.clone())?;
             let host = HeaderValue::from_str(url.authority.as_str()).map_err(|_| {
                 StartupError::UpstreamUrl {

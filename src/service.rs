@@ -38,7 +38,7 @@ use serde_json::Value;
 
 use crate::auth::hmac::{self, Admits, HmacVerifier, HmacVersions, Mode, Signed};
 use crate::auth::{secrets, SigningHeaders};
-use crate::config::{upstream_url, StartupEnv, StartupError, UpstreamUrl};
+use crate::config::{StartupEnv, StartupError, UpstreamUrl};
 use crate::outbound::{Outgoing, Signer, SystemClock};
 use crate::policy::breaker::{Admission, CircuitBreaker};
 use crate::spec::ServiceSpec;
@@ -258,7 +258,8 @@ impl ServiceVerifier {
         if claims.get("sub").and_then(Value::as_str) != Some(self.gateway.as_str()) {
             return reject("bad_service_token");
         }
-        if exp <= now || exp.saturating_sub(iat) > 300 || iat > now + self.window.as_secs() {
+        let issued_by = now.saturating_add(self.window.as_secs());
+        if exp <= now || exp.saturating_sub(iat) > 300 || iat > issued_by {
             return reject("expired_service_token");
         }
         if claims.get("jti").and_then(Value::as_str).is_none() {
@@ -377,7 +378,7 @@ impl ServiceClient {
         timeout: Duration,
         env: &StartupEnv,
     ) -> Result<Self, StartupError> {
-        let url = upstream_url(spec, env)?;
+        let url = crate::proxy::checked_url(spec, env)?;
         let signer = Signer::new(
             caller,
             spec.name,

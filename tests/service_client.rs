@@ -146,6 +146,33 @@ async fn failures_are_typed_and_open_the_circuit() {
 }
 
 #[test]
+fn plain_http_is_refused_in_production_unless_allowed() {
+    static STRICT: ServiceSpec = ServiceSpec {
+        allow_plaintext: false,
+        ..INSIGHTS
+    };
+    let env = StartupEnv::from_pairs([
+        ("INSIGHTS_SERVICE_URL", "http://insights.internal:3005"),
+        ("INSIGHTS_SERVICE_SECRET", "s"),
+        ("GATEWAY_ENV", "production"),
+    ]);
+    let e = ServiceClient::new("api-gateway", &STRICT, Duration::from_secs(1), &env)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("INSIGHTS_SERVICE_URL") && e.contains("plain HTTP is refused"),
+        "{e}"
+    );
+    // Outside production, and with the service's explicit opt-in, it is built.
+    let dev = StartupEnv::from_pairs([
+        ("INSIGHTS_SERVICE_URL", "http://insights.internal:3005"),
+        ("INSIGHTS_SERVICE_SECRET", "s"),
+    ]);
+    assert!(ServiceClient::new("api-gateway", &STRICT, Duration::from_secs(1), &dev).is_ok());
+    assert!(ServiceClient::new("api-gateway", &INSIGHTS, Duration::from_secs(1), &env).is_ok());
+}
+
+#[test]
 fn a_missing_credential_stops_construction() {
     let env = StartupEnv::from_pairs([("INSIGHTS_SERVICE_URL", "http://127.0.0.1:1")]);
     let e = ServiceClient::new("api-gateway", &INSIGHTS, Duration::from_secs(1), &env)
