@@ -58,6 +58,30 @@ fn lookup_checks_the_path_before_matching() {
     assert_eq!(empty.lookup("/b").unwrap_err(), Miss::NotFound);
 }
 
+/// Precedence among static paths, parameters and a catch-all: an exact
+/// static path wins over every pattern that also matches it.
+#[test]
+fn static_paths_win_exactly_and_only_exactly() {
+    let router = Router::new([
+        ("/a/b", 1),
+        ("/a/{x}", 2),
+        ("/a/{x}/c", 3),
+        ("/{*rest}", 4),
+        ("/a", 5),
+        ("/lit/{{x}}", 6),
+    ])
+    .unwrap();
+    let hit = |p: &str| router.lookup(p).map(|m| (*m.routes, m.params.len()));
+    assert_eq!(hit("/a/b"), Ok((1, 0)));
+    assert_eq!(hit("/a"), Ok((5, 0)));
+    assert_eq!(hit("/a/bb"), Ok((2, 1)));
+    assert_eq!(hit("/a/b/c"), Ok((3, 1)));
+    assert_eq!(hit("/a/"), Ok((4, 1)));
+    assert_eq!(hit("/A/b"), Ok((4, 1)), "paths are case-sensitive");
+    // An escaped literal brace is static to matchit, and still found.
+    assert_eq!(hit("/lit/{x}"), Ok((6, 0)));
+}
+
 #[test]
 fn method_selection_reports_the_union_for_allow() {
     let routes = [
