@@ -419,7 +419,15 @@ impl HmacVerifier {
             Err(reason) => return fail(reason),
         };
         let own = self.secrets.get(service);
-        let tenant = text(&h.tenant).unwrap_or("");
+        // The tenant as sent, any UTF-8: the signer signs a JWT's tenant
+        // claim as is, non-ASCII included. A v2 tenant header that is not
+        // UTF-8 cannot have been signed; it is refused, not read as absent.
+        let tenant = match h.tenant.as_ref().map(|v| std::str::from_utf8(v.as_bytes())) {
+            None => "",
+            Some(Ok(t)) => t,
+            Some(Err(_)) if version == 2 => return fail("malformed_tenant"),
+            Some(Err(_)) => "",
+        };
         let canonical = if version == 1 {
             canonical_v1(req.method, req.path, ts)
         } else {

@@ -79,7 +79,7 @@ impl NonceCache {
             return Seen::Full;
         };
         while let Some(&(exp, k)) = s.order.front() {
-            if exp > now {
+            if live(exp, now) {
                 break;
             }
             s.order.pop_front();
@@ -87,13 +87,13 @@ impl NonceCache {
                 s.expiry.remove(&k);
             }
         }
-        if s.expiry.get(&key).is_some_and(|&exp| exp > now) {
+        if s.expiry.get(&key).is_some_and(|&exp| live(exp, now)) {
             return Seen::Replay;
         }
         if s.expiry.len() >= self.per_shard {
             return Seen::Full;
         }
-        let exp = now + self.remember_s;
+        let exp = now.saturating_add(self.remember_s);
         s.expiry.insert(key, exp);
         s.order.push_back((exp, key));
         Seen::Fresh
@@ -111,6 +111,13 @@ impl NonceCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Whether an entry expiring at `exp` is still remembered at `now`. An
+/// expiry that saturated at the end of time never passes (a caller may pass
+/// any clock to `ServiceVerifier::verify_at`).
+fn live(exp: u64, now: u64) -> bool {
+    exp > now || exp == u64::MAX
 }
 
 #[cfg(test)]

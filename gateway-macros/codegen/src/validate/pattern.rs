@@ -241,11 +241,13 @@ fn check_param_name(path: &str, name: &str) -> Result<(), Problem> {
     }
 }
 
-/// Literal segments are plain URI path characters: no dot segments (they
-/// would never match, since such requests are rejected), no percent
-/// escapes or wildcards.
+/// Literal segments are plain URI path characters: no dot segments, also
+/// not with path parameters (`..;v`; they would never match, since such
+/// requests are rejected), no percent escapes or wildcards.
 fn check_literal(path: &str, seg: &str) -> Result<(), Problem> {
-    if seg == "." || seg == ".." {
+    // `..;v` is `..` to servers that strip path parameters (Tomcat, Spring).
+    let head = seg.split(';').next().unwrap_or(seg);
+    if head == "." || head == ".." {
         return Err(problem(
             format!("`{path}` contains a `{seg}` segment"),
             "requests with dot segments are rejected before matching; remove it",

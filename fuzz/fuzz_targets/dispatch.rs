@@ -1,0 +1,543 @@
+//! Request dispatch and rewrite: path sanity (`routing::path::check`), the
+//! compiled router (`Router::lookup` over a spec's `PATHS`), the method
+//! check (`select_method`) and the rewrite (`proxy::upstream_path`), on
+//! arbitrary method and request-target bytes.
+//!
+//! Route tables (control bits 0-2): the bundled `gateway.yaml`
+//! (`gateway::routes`), specs compiled with `gateway_macros::spec!`
+//! (`tests/specs/edge_cases.yaml`, `fetch_service.yaml`, `versions.yaml`
+//! and two codegen fixtures), or a table generated from the input and
+//! compiled with `gateway_codegen::compile_str` (the laws of
+//! `tests/routing_props.rs`).
+//!
+//! Oracles:
+//! - nothing panics;
+//! - `lookup` refuses exactly what `check` refuses, and `check` accepts
+//!   exactly the paths a reference reading of its rules accepts;
+//! - the method check returns a route that accepts the method, or the
+//!   union of the path's methods;
+//! - every captured parameter is the request's segment at the pattern's
+//!   position, and the upstream path is exactly the template filled with
+//!   them (parameters round-trip), plus the query;
+//! - an upstream path never contains a dot segment (`.`, `..`, literal or
+//!   `%2e`-encoded, also before a `;`), an encoded slash or backslash
+//!   (`%2f`, `%5c`), never starts with `//`, and is a valid path-and-query;
+//! - for generated tables, the router picks the route a reference matcher
+//!   written from contract §1 picks.
+#![no_main]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, OnceLock};
+
+use gateway::proxy::upstream_path;
+use gateway::routing::{path::check, select_method, Miss, PathMatch, Router};
+use gateway::spec::{Methods, Part, RouteSpec, Spec};
+use gateway_codegen::validate::pattern::{Part as IrPart, Seg};
+use gateway_codegen::validate::RouteIr;
+use gateway_fuzz::dispatch as field;
+use gateway_fuzz::Fields;
+use http::Method;
+use libfuzzer_sys::fuzz_target;
+
+mod edge_cases {
+    gateway_macros::spec!("../tests/specs/edge_cases.yaml");
+}
+mod fetch_service {
+    gateway_macros::spec!("../tests/specs/fetch_service.yaml");
+}
+mod versions {
+    gateway_macros::spec!("../tests/specs/versions.yaml");
+}
+mod prefix_and_catch_all {
+    gateway_macros::spec!("../gateway-macros/codegen/tests/fixtures/ok/prefix_and_catch_all.yaml");
+}
+mod param_beside_catch_all {
+    gateway_macros::spec!(
+        "../gateway-macros/codegen/tests/fixtures/ok/param_beside_catch_all.yaml"
+    );
+}
+
+// === the reference reading of the rules ===
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Percent-decodes a segment; `None` for a malformed escape.
+fn decode(seg: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(seg.len());
+    let mut i = 0;
+    while i < seg.len() {
+        if seg[i] == b'%' {
+            let hi = seg.get(i + 1).copied().and_then(hex)?;
+            let lo = seg.get(i + 2).copied().and_then(hex)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(seg[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// Path sanity as README "Behaviour" and contract §1 state it, written
+/// segment by segment (the gateway's `check` is a one-pass byte scanner).
+fn reference_check(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    rest.as_bytes().split(|b| *b == b'/').all(|seg| {
+        if seg.iter().any(|&b| b == b'\\' || b >= 0x80) {
+            return false;
+        }
+        let Some(decoded) = decode(seg) else {
+            return false;
+        };
+        if decoded
+            .iter()
+            .any(|&b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f)
+        {
+            return false;
+        }
+        // `..;x` is `..` to servers that strip path parameters.
+        let head = seg.split(|b| *b == b';').next().unwrap_or(seg);
+        let head = decode(head).unwrap_or_default();
+        head != b"." && head != b".."
+    })
+}
+
+/// The laws every upstream path obeys.
+fn assert_safe_upstream(up: &str, path: &str) {
+    let (p, _query) = up.split_once('?').unwrap_or((up, ""));
+    assert!(p.starts_with('/'), "{path} -> {up}: not absolute");
+    assert!(
+        !p.starts_with("//"),
+        "{path} -> {up}: network-path reference"
+    );
+    let lower = p.to_ascii_lowercase();
+    assert!(
+        !lower.contains("%2f") && !lower.contains("%5c") && !p.contains('\\'),
+        "{path} -> {up}: encoded slash"
+    );
+    for seg in lower.split('/') {
+        let head = seg.split(';').next().unwrap_or(seg);
+        let decoded = head.replace("%2e", ".");
+        assert!(
+            decoded != "." && decoded != "..",
+            "{path} -> {up}: dot segment"
+        );
+    }
+    assert!(
+        http::uri::PathAndQuery::try_from(up).is_ok(),
+        "{path} -> {up}: not a valid path-and-query"
+    );
+}
+
+/// A pattern as written in the spec (`/a/{id}/b*`), read independently of
+/// the compiler.
+struct Written<'a> {
+    /// Segment texts after the leading `/`.
+    segs: Vec<&'a str>,
+    /// Ends with `*`.
+    prefix: bool,
+}
+
+impl<'a> Written<'a> {
+    fn parse(pattern: &'a str) -> Self {
+        // As the compiler reads it: `{*name}` is not a prefix route.
+        let (base, prefix) = match pattern.strip_suffix('*') {
+            Some(b) if !b.ends_with('}') => (b, true),
+            _ => (pattern, false),
+        };
+        let body = base.strip_prefix('/').unwrap_or(base);
+        let mut segs: Vec<&str> = if body.is_empty() {
+            Vec::new()
+        } else {
+            body.split('/').collect()
+        };
+        if !prefix && segs.last() == Some(&"") {
+            segs.pop();
+        }
+        Written { segs, prefix }
+    }
+}
+
+/// What a match of `route` on `path` captures, read from the request's own
+/// segments at the pattern's positions.
+struct Captures {
+    /// The `{name}` parameters, in order (`Part::Param(i)`).
+    named: Vec<String>,
+    /// A catch-all's value (`Part::Rest`).
+    rest: Option<String>,
+    /// What follows a prefix route's base (`Part::Suffix`).
+    suffix: Option<String>,
+    /// The router's parameters: the named ones, then the first segment
+    /// below a catch-all's or prefix's base and what follows it, if any
+    /// (`Pattern::router_paths` inserts those as `{pN}/{*pN+1}`).
+    router: Vec<String>,
+}
+
+fn captures(route: &RouteSpec, path: &str) -> Captures {
+    let written = Written::parse(route.pattern);
+    let req: Vec<&str> = path[1..].split('/').collect();
+    let mut named = Vec::new();
+    let mut rest = None;
+    let mut below: &[&str] = &[];
+    for (i, seg) in written.segs.iter().enumerate() {
+        if seg.starts_with("{*") {
+            rest = Some(req[i..].join("/"));
+            below = &req[i..];
+        } else if seg.starts_with('{') {
+            named.push(req[i].to_owned());
+        }
+    }
+    let mut suffix = None;
+    if written.prefix {
+        let n = written.segs.len();
+        // The request's own text for the pattern's segments, then the rest.
+        let base_len: usize = req[..n].iter().map(|s| s.len() + 1).sum();
+        suffix = Some(path[base_len..].to_owned());
+        below = if req.len() > n && req[n..] != [""] {
+            &req[n..]
+        } else {
+            &[]
+        };
+    }
+    let mut router = named.clone();
+    if let Some((first, more)) = below.split_first() {
+        router.push((*first).to_owned());
+        let more = more.join("/");
+        if !more.is_empty() {
+            router.push(more);
+        }
+    }
+    Captures {
+        named,
+        rest,
+        suffix,
+        router,
+    }
+}
+
+/// The expected upstream path: the template filled with the captures.
+fn expected_upstream(
+    route: &RouteSpec,
+    template: &[Part],
+    path: &str,
+    query: Option<&str>,
+) -> String {
+    let c = captures(route, path);
+    let mut out = String::new();
+    for part in template {
+        match *part {
+            Part::Lit(l) => out.push_str(l),
+            Part::Param(i) => out.push_str(&c.named[i]),
+            Part::Rest => out.push_str(c.rest.as_deref().expect("Rest without a catch-all")),
+            Part::Suffix => out.push_str(c.suffix.as_deref().expect("Suffix without a prefix")),
+        }
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Dispatches one request and checks every law; returns the chosen route.
+fn dispatch<'s, V: AsRef<[R]>, R: Copy + std::fmt::Debug>(
+    router: &Router<V>,
+    route_of: impl Fn(R) -> &'s RouteSpec,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Option<R> {
+    let lookup = router.lookup(path);
+    let sane = check(path);
+    match (&lookup, sane) {
+        (Err(Miss::BadPath(e)), Err(want)) => assert_eq!(*e, want),
+        (Err(Miss::BadPath(e)), Ok(())) => panic!("{path}: lookup says {e:?}, check accepts"),
+        (_, Err(e)) => panic!("{path}: check says {e:?}, lookup went on"),
+        _ => {}
+    }
+    let m = lookup.ok()?;
+    let routes = m.routes.as_ref();
+    check_match(routes, &m, &route_of, path);
+    let route = match select_method(routes, method, |r| route_of(r).methods) {
+        Ok(r) => {
+            assert!(
+                route_of(r).methods.contains(method),
+                "{method} {path}: {r:?}"
+            );
+            r
+        }
+        Err(Methods(allow)) => {
+            let union = routes.iter().fold(0, |a, &r| a | route_of(r).methods.0);
+            assert_eq!(allow, union, "{method} {path}: Allow");
+            assert!(routes
+                .iter()
+                .all(|&r| !route_of(r).methods.contains(method)));
+            // The path's first route is still rewritten below.
+            routes.first().copied()?
+        }
+    };
+    let spec = route_of(route);
+    let mut templates = vec![spec.upstream];
+    if let Some(vs) = spec.versions {
+        templates.extend(vs.live.iter().map(|v| v.upstream));
+    }
+    for template in templates {
+        let up = upstream_path(spec, template, &m, path, query, "");
+        let want = expected_upstream(spec, template, path, query);
+        assert_eq!(up, want, "{path} via {}: rewrite", spec.pattern);
+        assert_safe_upstream(&up, path);
+        // A service URL's base path is only prepended.
+        let based = upstream_path(spec, template, &m, path, query, "/base");
+        assert_eq!(based, format!("/base{up}"));
+    }
+    Some(route)
+}
+
+/// Captured parameters are the request's own segments.
+fn check_match<'s, V, R: Copy>(
+    routes: &[R],
+    m: &PathMatch<'_, '_, V>,
+    route_of: &impl Fn(R) -> &'s RouteSpec,
+    path: &str,
+) {
+    assert!(!routes.is_empty());
+    let got: Vec<&str> = m.params.iter().map(|(_, v)| v).collect();
+    for &r in routes {
+        let spec = route_of(r);
+        let want = captures(spec, path).router;
+        assert_eq!(got, want, "{path} via {}: parameters", spec.pattern);
+        assert!(
+            want.iter().all(|p| !p.is_empty()),
+            "{path}: empty parameter"
+        );
+    }
+}
+
+type Table<S> = Router<&'static [<S as Spec>::Route]>;
+
+fn table<S: Spec>(cell: &'static OnceLock<Table<S>>) -> &'static Table<S> {
+    cell.get_or_init(|| Router::new(S::PATHS.iter().copied()).expect("compiled paths insert"))
+}
+
+macro_rules! run_spec {
+    ($spec:ty, $method:expr, $path:expr, $query:expr) => {{
+        static ROUTER: OnceLock<Table<$spec>> = OnceLock::new();
+        dispatch(
+            table::<$spec>(&ROUTER),
+            <$spec>::route,
+            $method,
+            $path,
+            $query,
+        );
+    }};
+}
+
+// === generated tables ===
+
+/// `Part::Lit` and `RouteSpec` need `'static` text: literals, patterns and
+/// templates are interned, at most 50 000 of each, so a long run's memory
+/// stays bounded.
+fn intern(s: &str) -> Option<&'static str> {
+    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut g = SEEN.lock().ok()?;
+    let set = g.get_or_insert_with(HashSet::new);
+    if let Some(&x) = set.get(s) {
+        return Some(x);
+    }
+    if set.len() > 50_000 {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(leaked);
+    Some(leaked)
+}
+
+/// The contract's ranks: lower is more specific.
+const STATIC: u8 = 0;
+const PARAM: u8 = 1;
+const REST: u8 = 2;
+
+/// `tests/routing_props.rs`'s reference matcher: the rank of each path
+/// segment when `route` matches `path`. Empty segments match no parameter,
+/// including the first segment below a catch-all's or prefix's base (the
+/// router inserts those as a parameter plus a catch-all; README: "Empty
+/// segments (`//`) ... match no `{param}`").
+fn reference_rank(route: &RouteIr, path: &str) -> Option<Vec<u8>> {
+    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let pat = &route.pattern;
+    let mut ranks = Vec::new();
+    for (i, seg) in pat.segments.iter().enumerate() {
+        match seg {
+            Seg::Lit(l) => {
+                if segs.get(i) != Some(&l.as_str()) {
+                    return None;
+                }
+                ranks.push(STATIC);
+            }
+            Seg::Param(_) => {
+                if segs.get(i).is_none_or(|s| s.is_empty()) {
+                    return None;
+                }
+                ranks.push(PARAM);
+            }
+            Seg::CatchAll(_) => {
+                if segs.get(i).is_none_or(|s| s.is_empty()) {
+                    return None;
+                }
+                ranks.extend(std::iter::repeat_n(REST, segs.len() - i));
+                return Some(ranks);
+            }
+        }
+    }
+    let n = pat.segments.len();
+    let rest = &segs[n.min(segs.len())..];
+    if segs.len() < n {
+        return None;
+    }
+    if pat.prefix {
+        match rest {
+            [] => {}
+            [""] => ranks.push(STATIC),
+            [first, ..] if !first.is_empty() => {
+                ranks.extend(std::iter::repeat_n(REST, rest.len()));
+            }
+            _ => return None,
+        }
+        return Some(ranks);
+    }
+    let want: &[&str] = if pat.trailing_slash { &[""] } else { &[] };
+    if n == 0 && segs == [""] {
+        return Some(ranks);
+    }
+    (rest == want).then(|| {
+        ranks.extend(want.iter().map(|_| STATIC));
+        ranks
+    })
+}
+
+fn reference(routes: &[RouteIr], path: &str) -> Option<usize> {
+    routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| reference_rank(r, path).map(|rank| (rank, i)))
+        .min()
+        .map(|(_, i)| i)
+}
+
+fn run_generated(desc: &[u8], method: &Method, path: &str, query: Option<&str>) {
+    let Some(yaml) = std::str::from_utf8(desc)
+        .ok()
+        .and_then(field::generated_yaml)
+    else {
+        return;
+    };
+    let Ok(compiled) = gateway_codegen::compile_str("fuzz.yaml", &yaml) else {
+        return;
+    };
+    let checked = compiled.checked();
+    let mut specs: Vec<RouteSpec> = Vec::new();
+    for r in &checked.routes {
+        let mut parts = Vec::new();
+        for p in &r.template {
+            parts.push(match p {
+                IrPart::Lit(l) => match intern(l) {
+                    Some(l) => Part::Lit(l),
+                    None => return,
+                },
+                IrPart::Param(i) => Part::Param(*i),
+                IrPart::Rest => Part::Rest,
+                IrPart::Suffix => Part::Suffix,
+            });
+        }
+        let Some(pattern) = intern(&r.pattern_text) else {
+            return;
+        };
+        let upstream: &'static [Part] = match intern_parts(parts) {
+            Some(p) => p,
+            None => return,
+        };
+        specs.push(RouteSpec {
+            id: "generated",
+            pattern,
+            methods: Methods(r.methods),
+            service: 0,
+            upstream,
+            rest_segment: r.rest_segment,
+            timeout: std::time::Duration::from_secs(1),
+            policy: None,
+            buffer_body: None,
+            body_limit: 1 << 20,
+            cors: None,
+            canary: None,
+            retries: None,
+            versions: None,
+            index: 0,
+        });
+    }
+    let router = Router::new(checked.paths.iter().cloned()).expect("compiled paths insert");
+    let got = dispatch(&router, |i: usize| &specs[i], method, path, query);
+    if check(path).is_ok() {
+        let want = reference(&checked.routes, path);
+        let got_any = router.lookup(path).ok().map(|m| m.routes[0]);
+        assert_eq!(got_any, want, "{path} in\n{yaml}");
+        if let (Some(g), Some(w)) = (got, want) {
+            assert_eq!(specs[g].pattern, checked.routes[w].pattern_text);
+        }
+    }
+}
+
+fn intern_parts(parts: Vec<Part>) -> Option<&'static [Part]> {
+    // `Part` is not `Hash`: its `Debug` text is the key.
+    static SEEN: Mutex<Option<HashMap<String, &'static [Part]>>> = Mutex::new(None);
+    let mut g = SEEN.lock().ok()?;
+    let map = g.get_or_insert_with(HashMap::new);
+    let key = format!("{parts:?}");
+    if let Some(&x) = map.get(&key) {
+        return Some(x);
+    }
+    if map.len() > 50_000 {
+        return None;
+    }
+    let leaked: &'static [Part] = Box::leak(parts.into_boxed_slice());
+    map.insert(key, leaked);
+    Some(leaked)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let f = Fields::parse(data, field::FIELDS);
+    let method = Method::from_bytes(f.bytes(field::METHOD)).unwrap_or(Method::GET);
+    let target = f.bytes(field::TARGET);
+
+    // `check` and `lookup` take any text: a reference reading of the rules
+    // must agree with `check` on all of it.
+    if let Ok(raw) = std::str::from_utf8(target) {
+        assert_eq!(
+            check(raw).is_ok(),
+            reference_check(raw),
+            "check and the reference disagree on {raw:?}: {:?}",
+            check(raw)
+        );
+    }
+    // A server hands the router only a parsed request target.
+    let Ok(pq) = http::uri::PathAndQuery::try_from(target) else {
+        return;
+    };
+    let (path, query) = (pq.path(), pq.query());
+    match f.ctl & field::TABLE_MASK {
+        0 => run_spec!(gateway::routes::Spec, &method, path, query),
+        1 => run_spec!(edge_cases::Spec, &method, path, query),
+        2 => run_spec!(fetch_service::Spec, &method, path, query),
+        3 => run_spec!(versions::Spec, &method, path, query),
+        4 => run_spec!(prefix_and_catch_all::Spec, &method, path, query),
+        5 => run_spec!(param_beside_catch_all::Spec, &method, path, query),
+        _ => run_generated(f.bytes(field::TABLE), &method, path, query),
+    }
+});
