@@ -121,13 +121,8 @@ pub fn connector(
     let config = match s.tls_client_cert {
         Some(c) => {
             let what = format!("the client certificate for service `{}`", s.name);
-            let (chain, key) = crate::tls::read_chain_and_key(c.cert_env, c.key_env, env, &what)?;
-            config
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| StartupError::BadKey {
-                    var: c.key_env.to_owned(),
-                    why: e.to_string(),
-                })?
+            crate::tls::CertAndKey::from_env(c.cert_env, c.key_env, env, &what)?
+                .install(|chain, key| config.with_client_auth_cert(chain, key))?
         }
         None => config.with_no_client_auth(),
     };

@@ -102,49 +102,76 @@ pub fn read_key(var: &str, path: &str) -> Result<PrivateKeyDer<'static>, Startup
     })
 }
 
-/// A certificate chain and its key, both named by variables, checked to
-/// belong together.
-///
-/// # Errors
-/// A missing variable, an unreadable file, or a key that does not match
-/// the chain's first certificate.
-pub fn read_chain_and_key(
-    cert_var: &str,
-    key_var: &str,
-    env: &StartupEnv,
-    what: &str,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), StartupError> {
-    let cert_path = path_of(
-        cert_var,
-        env,
-        &format!("the path of the PEM certificate chain of {what}"),
-    )?;
-    let key_path = path_of(
-        key_var,
-        env,
-        &format!("the path of the PEM private key of {what}"),
-    )?;
-    let chain = read_certs(cert_var, &cert_path)?;
-    let key = read_key(key_var, &key_path)?;
-    check_pair(&chain, &key, key_var, &key_path, &cert_path)?;
-    Ok((chain, key))
+/// A certificate chain and its private key, read from the files two
+/// variables name, kept with their names until rustls has accepted them.
+#[derive(Debug)]
+pub struct CertAndKey {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    cert_path: String,
+    key_var: String,
+    key_path: String,
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+impl CertAndKey {
+    /// Reads the files whose paths `cert_var` and `key_var` hold; `what`
+    /// says whose they are, for a missing variable.
+    ///
+    /// # Errors
+    /// A missing variable, an unreadable file, no certificate or no key.
+    pub fn from_env(
+        cert_var: &str,
+        key_var: &str,
+        env: &StartupEnv,
+        what: &str,
+    ) -> Result<Self, StartupError> {
+        let cert_path = path_of(
+            cert_var,
+            env,
+            &format!("the path of the PEM certificate chain of {what}"),
+        )?;
+        let key_path = path_of(
+            key_var,
+            env,
+            &format!("the path of the PEM private key of {what}"),
+        )?;
+        Self::read(cert_var, &cert_path, key_var, &key_path)
+    }
 
-fn check_pair(
-    chain: &[CertificateDer<'static>],
-    key: &PrivateKeyDer<'static>,
-    key_var: &str,
-    key_path: &str,
-    cert_path: &str,
-) -> Result<(), StartupError> {
-    rustls::sign::CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &provider())
-        .map(|_| ())
-        .map_err(|e| StartupError::BadKey {
-            var: key_var.to_owned(),
+    fn read(
+        cert_var: &str,
+        cert_path: &str,
+        key_var: &str,
+        key_path: &str,
+    ) -> Result<Self, StartupError> {
+        Ok(CertAndKey {
+            chain: read_certs(cert_var, cert_path)?,
+            key: read_key(key_var, key_path)?,
+            cert_path: cert_path.to_owned(),
+            key_var: key_var.to_owned(),
+            key_path: key_path.to_owned(),
+        })
+    }
+
+    /// Hands the pair to a rustls builder (`with_single_cert`,
+    /// `with_client_auth_cert`), which checks that the key matches the
+    /// certificate; its refusal becomes an error naming the key's variable.
+    ///
+    /// # Errors
+    /// The key does not match the certificate or is unusable.
+    pub fn install<T>(
+        self,
+        f: impl FnOnce(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) -> Result<T, rustls::Error>,
+    ) -> Result<T, StartupError> {
+        let CertAndKey {
+            chain,
+            key,
+            cert_path,
+            key_var,
+            key_path,
+        } = self;
+        f(chain, key).map_err(|e| StartupError::BadKey {
+            var: key_var,
             why: match e {
                 rustls::Error::InconsistentKeys(_) => format!(
                     "the key in `{key_path}` does not match the certificate in `{cert_path}`"
@@ -152,6 +179,11 @@ fn check_pair(
                 e => format!("`{key_path}` is not a usable private key: {e}"),
             },
         })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 impl Terminator {
@@ -234,9 +266,7 @@ pub fn failure_reason(e: &rustls::Error) -> &'static str {
 }
 
 fn build(spec: &TlsSpec, paths: &Paths) -> Result<ServerConfig, StartupError> {
-    let chain = read_certs(spec.cert_env, &paths.cert)?;
-    let key = read_key(spec.key_env, &paths.key)?;
-    check_pair(&chain, &key, spec.key_env, &paths.key, &paths.cert)?;
+    let pair = CertAndKey::read(spec.cert_env, &paths.cert, spec.key_env, &paths.key)?;
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| StartupError::Config {
@@ -267,12 +297,7 @@ fn build(spec: &TlsSpec, paths: &Paths) -> Result<ServerConfig, StartupError> {
         }
         _ => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| StartupError::BadKey {
-            var: spec.key_env.to_owned(),
-            why: format!("`{}`: {e}", paths.key),
-        })?;
+    let mut config = pair.install(|chain, key| builder.with_single_cert(chain, key))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
