@@ -260,9 +260,12 @@ async fn wait_for_event(lines: &Lines, event: &str, reason: &str) -> Value {
     );
 }
 
-async fn start_mtls(pki: &Pki, extra: Vec<(&'static str, String)>) -> (Running, Lines) {
-    let up = echo_upstream("backend").await;
-    let mut env = vec![
+/// The environment the `mtls` spec starts with: the PKI's files, and the
+/// ledger upstreams' CA and client certificate pointing at them too (those
+/// upstreams are started only where a test needs them, but their files must
+/// exist for start-up).
+fn mtls_env(pki: &Pki, backend: &str) -> Vec<(&'static str, String)> {
+    vec![
         ("MTLS_CERT_FILE", pki.cert_file.clone()),
         ("MTLS_KEY_FILE", pki.key_file.clone()),
         ("MTLS_CLIENT_CA", pki.client_ca_file.clone()),
@@ -270,14 +273,17 @@ async fn start_mtls(pki: &Pki, extra: Vec<(&'static str, String)>) -> (Running, 
             "MTLS_BILLING_SECRET",
             "billing-hmac-secret-0123456789".into(),
         ),
-        ("MTLS_BACKEND_URL", format!("http://{up}")),
-        // The ledger upstreams are started only where a test needs them;
-        // their CA files must exist for start-up.
+        ("MTLS_BACKEND_URL", backend.to_owned()),
         ("MTLS_LEDGER_CA", pki.client_ca_file.clone()),
         ("MTLS_LEDGER_ANON_CA", pki.client_ca_file.clone()),
         ("MTLS_LEDGER_CLIENT_CERT", pki.cert_file.clone()),
         ("MTLS_LEDGER_CLIENT_KEY", pki.key_file.clone()),
-    ];
+    ]
+}
+
+async fn start_mtls(pki: &Pki, extra: Vec<(&'static str, String)>) -> (Running, Lines) {
+    let up = echo_upstream("backend").await;
+    let mut env = mtls_env(pki, &format!("http://{up}"));
     for (k, v) in extra {
         env.retain(|(e, _)| *e != k);
         env.push((k, v));
@@ -316,6 +322,16 @@ async fn a_client_certificate_names_the_calling_service() {
     let h = &got.body["headers"];
     assert_eq!(h["x-caller-service"], "billing");
     assert_eq!(h["x-forwarded-proto"], "https");
+    // Contract §8: the access log names the verified caller.
+    let access: Vec<Value> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "access" && v["path"] == "/billing/x")
+        .collect();
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access[0]["caller"], "billing");
     // The verified caller is known on every route, as with HMAC.
     let got = https_get(gw.addr, as_billing.clone(), "/public/x", &[])
         .await
@@ -525,20 +541,7 @@ async fn http2_over_tls_with_alpn() {
 async fn the_server_certificate_reloads_without_dropping_connections() {
     let pki = pki("reload");
     let up = echo_upstream("backend").await;
-    let env = vec![
-        ("MTLS_CERT_FILE", pki.cert_file.clone()),
-        ("MTLS_KEY_FILE", pki.key_file.clone()),
-        ("MTLS_CLIENT_CA", pki.client_ca_file.clone()),
-        (
-            "MTLS_BILLING_SECRET",
-            "billing-hmac-secret-0123456789".into(),
-        ),
-        ("MTLS_BACKEND_URL", format!("http://{up}")),
-        ("MTLS_LEDGER_CA", pki.client_ca_file.clone()),
-        ("MTLS_LEDGER_ANON_CA", pki.client_ca_file.clone()),
-        ("MTLS_LEDGER_CLIENT_CERT", pki.cert_file.clone()),
-        ("MTLS_LEDGER_CLIENT_KEY", pki.key_file.clone()),
-    ];
+    let env = mtls_env(&pki, &format!("http://{up}"));
     let (gw, handle) = start_shared::<mtls::Spec>(&env, AccessSink::Off).await;
     let config = client_config(&pki, None, &[]);
     let (mut old, first) = connect(gw.addr, config.clone()).await.unwrap();
@@ -593,16 +596,7 @@ fn missing_or_mismatched_files_stop_start_up_naming_the_variable() {
     let not_pem = write(&pki.dir, "garbage.pem", "not a certificate\n");
     // The working environment with `var` left out, or set to `value`.
     let env = |var: &str, value: Option<&str>| -> StartupEnv {
-        let mut pairs = vec![
-            ("MTLS_CERT_FILE", pki.cert_file.clone()),
-            ("MTLS_KEY_FILE", pki.key_file.clone()),
-            ("MTLS_CLIENT_CA", pki.client_ca_file.clone()),
-            ("MTLS_BILLING_SECRET", "secret".into()),
-            ("MTLS_LEDGER_CA", pki.client_ca_file.clone()),
-            ("MTLS_LEDGER_ANON_CA", pki.client_ca_file.clone()),
-            ("MTLS_LEDGER_CLIENT_CERT", pki.cert_file.clone()),
-            ("MTLS_LEDGER_CLIENT_KEY", pki.key_file.clone()),
-        ];
+        let mut pairs = mtls_env(&pki, "http://127.0.0.1:9");
         pairs.retain(|(k, _)| *k != var);
         if let Some(v) = value {
             pairs.push((
