@@ -36,6 +36,29 @@ pub struct Upstream {
     pub breaker: Option<CircuitBreaker>,
 }
 
+impl Upstream {
+    /// Adds the gateway's proof of identity to one attempt's head (each
+    /// attempt is signed anew: a retry gets a fresh timestamp and nonce).
+    ///
+    /// # Errors
+    /// 502 when the proof cannot be made.
+    pub fn sign(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &crate::chain::RequestCtx,
+    ) -> Result<(), GatewayError> {
+        let outgoing = crate::outbound::Outgoing {
+            method: head.method.as_str(),
+            path_and_query: head.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            tenant: ctx.tenant.as_deref(),
+            body_sha256: ctx.body_sha256.as_deref(),
+        };
+        self.signer
+            .sign(&mut head.headers, &outgoing)
+            .map_err(|why| GatewayError::upstream(ErrorKind::BadGateway, why))
+    }
+}
+
 /// A request body on its way upstream: the client's stream, or a body the
 /// gateway read first (to verify a signature over it).
 pub type ProxyBody =

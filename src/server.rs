@@ -270,39 +270,10 @@ impl<S: Spec> Gateway<S> {
         req: Request<Incoming>,
         conn: &Connection,
     ) -> Response<ResponseBody> {
-        let peer = conn.peer;
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
-        let (ids, trace_continued) = Ids::from_headers_keeping_trace(&parts.headers);
         let origin = parts.headers.get(http::header::ORIGIN).cloned();
-        if !trace_continued {
-            // W3C Trace Context: a new trace starts without vendor state.
-            parts.headers.remove(headers::name::TRACESTATE);
-        }
-        let signing = SigningHeaders::read(&parts.headers);
-        let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
-        let client_ip = headers::client_ip(peer.ip(), &fwd, &self.trusted);
-        let mut ctx = RequestCtx {
-            ids,
-            peer,
-            client_ip,
-            started,
-            caller: None,
-            tenant: None,
-            user: None,
-            signing,
-            body_sha256: None,
-            auth_failure: None,
-            rate_limit: None,
-            caller_pending: false,
-            https: conn.tls,
-            client_cert: None,
-        };
-        if let ClientIdentity::Known(name) = conn.client {
-            // A verified calling service (contract §3), on every route.
-            ctx.client_cert = Some(name);
-            ctx.caller = Some(name.to_owned());
-        }
+        let (mut ctx, fwd) = self.begin(&mut parts, conn, started);
         // Logs the request even if the client goes away before the answer
         // and this future is dropped.
         let mut pending = PendingLog {
@@ -311,28 +282,17 @@ impl<S: Spec> Gateway<S> {
             correlation_id: ctx.ids.correlation_id.clone(),
             method: parts.method.clone(),
             uri: parts.uri.clone(),
-            client_ip,
+            client_ip: ctx.client_ip,
             started,
             out: Outcome::default(),
             done: false,
         };
-        let routed = match (fwd.rejection.clone(), &conn.client) {
-            (Some(kind), _) => Err(GatewayError::client(kind)),
-            (None, ClientIdentity::Unknown(id)) => {
-                // A certificate from a trusted CA that names no declared
-                // service: refused on every route, and logged.
-                ctx.auth_failure = Some(AuthFailure::enforced(
-                    "unknown_client_certificate",
-                    Some(id.clone()),
-                ));
-                Err(GatewayError::client(ErrorKind::Forbidden(
-                    "Service authentication failed",
-                )))
-            }
-            (None, _) => {
+        let routed = match Self::admit(&mut ctx, &fwd, conn) {
+            Ok(()) => {
                 self.route(&mut ctx, parts, body, &fwd, &mut pending.out)
                     .await
             }
+            Err(e) => Err(e),
         };
         let mut resp = match routed {
             Ok(resp) => resp,
@@ -381,20 +341,21 @@ impl<S: Spec> Gateway<S> {
         resp
     }
 
-    async fn route(
+    /// Phase 2 and the head-only part of phase 3: `/health`, path sanity,
+    /// match, CORS preflight, method, version, and the chain's steps that
+    /// need no body, so that a request which cannot pass is refused before
+    /// its body is read (contract §2 order).
+    fn head(
         &self,
         ctx: &mut RequestCtx,
-        mut parts: http::request::Parts,
-        body: Incoming,
-        fwd: &ClientForwarded,
+        parts: &http::request::Parts,
         out: &mut Outcome,
-    ) -> Result<Response<ResponseBody>, GatewayError> {
-        let client_version = parts.version;
+    ) -> Result<Head<S::Route>, GatewayError> {
         let path = parts.uri.path();
         if path == "/health" {
             // The gateway's own path: never routed, whatever the method.
             if parts.method == Method::GET || parts.method == Method::HEAD {
-                return Ok(health());
+                return Ok(Head::Answered(health()));
             }
             let allow =
                 crate::spec::Methods(crate::spec::Methods::GET | crate::spec::Methods::HEAD);
@@ -431,7 +392,7 @@ impl<S: Spec> Gateway<S> {
             *resp.status_mut() = StatusCode::NO_CONTENT;
             cors.preflight_headers(origin, resp.headers_mut());
             out.preflight = true;
-            return Ok(resp);
+            return Ok(Head::Answered(resp));
         }
         let route = routing::select_method(m.routes, &parts.method, |r| S::route(r).methods)
             .map_err(|allow| GatewayError::client(ErrorKind::MethodNotAllowed(allow)))?;
@@ -451,7 +412,7 @@ impl<S: Spec> Gateway<S> {
         drop(m);
         // Authentication and authorization need only the head: refuse what
         // cannot pass before any body is read (contract §2 order).
-        if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, &parts) {
+        if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, parts) {
             return Err(e);
         }
         if let Some((vs, Err(_))) = chosen {
@@ -472,17 +433,31 @@ impl<S: Spec> Gateway<S> {
         if declared.is_some_and(|n| n > spec.body_limit) {
             return Err(GatewayError::client(ErrorKind::PayloadTooLarge));
         }
-        let body = match spec.buffer_body {
-            Some(limit) => {
-                let bytes = read_body(&parts, body, limit).await?;
-                ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
-                Either::Right(Full::new(bytes))
-            }
-            // A streamed body that grows past the limit aborts the upstream
-            // request, which so never receives a complete request.
-            None => Either::Left(Limited::new(body, spec.body_limit as usize)),
-        };
-        if let Flow::Respond(e) = S::on_request(&self.chains, route, ctx, &mut parts) {
+        Ok(Head::Forward(Plan {
+            route,
+            spec,
+            version,
+            rel,
+        }))
+    }
+
+    /// The rest of phase 3 and the upstream request's head: the chain's
+    /// request steps, the canary, the upstream URI, the forwarded headers.
+    fn upstream_head(
+        &self,
+        ctx: &mut RequestCtx,
+        parts: &mut http::request::Parts,
+        plan: Plan<S::Route>,
+        fwd: &ClientForwarded,
+        out: &mut Outcome,
+    ) -> Result<&proxy::Upstream, GatewayError> {
+        let Plan {
+            route,
+            spec,
+            version,
+            rel,
+        } = plan;
+        if let Flow::Respond(e) = S::on_request(&self.chains, route, ctx, parts) {
             return Err(e);
         }
         // The canary (if any) is chosen once the consumer is known.
@@ -506,6 +481,130 @@ impl<S: Spec> Gateway<S> {
         parts
             .headers
             .insert(http::header::HOST, upstream.host.clone());
+        Ok(upstream)
+    }
+
+    /// Runs a request head through everything the gateway does before it
+    /// contacts an upstream (ids, header hygiene, routing, the route's
+    /// policy chain, the upstream URI and headers, the outbound signature)
+    /// and returns the head it would send: `Ok(None)` when the gateway
+    /// answers itself (`/health`, a CORS preflight), `Err` with the answer
+    /// it would give when the request is refused. Nothing is sent and the
+    /// body is taken as empty. For benchmarks without the network
+    /// (`benches/chain.rs`) and for checking what a route forwards.
+    ///
+    /// # Errors
+    /// The refusal the client would get (contract §2 order).
+    pub fn rehearse(
+        &self,
+        req: Request<()>,
+        conn: &Connection,
+    ) -> Result<Option<http::request::Parts>, GatewayError> {
+        let (mut parts, ()) = req.into_parts();
+        let (mut ctx, fwd) = self.begin(&mut parts, conn, Instant::now());
+        Self::admit(&mut ctx, &fwd, conn)?;
+        let mut out = Outcome::default();
+        let plan = match self.head(&mut ctx, &parts, &mut out)? {
+            Head::Answered(_) => return Ok(None),
+            Head::Forward(plan) => plan,
+        };
+        if plan.spec.buffer_body.is_some() {
+            ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&[]));
+        }
+        let upstream = self.upstream_head(&mut ctx, &mut parts, plan, &fwd, &mut out)?;
+        upstream.sign(&mut parts, &ctx)?;
+        Ok(Some(parts))
+    }
+
+    /// Phase 1: ids minted or continued, client-owned headers stripped,
+    /// the client address and the connection's verified caller.
+    fn begin(
+        &self,
+        parts: &mut http::request::Parts,
+        conn: &Connection,
+        started: Instant,
+    ) -> (RequestCtx, ClientForwarded) {
+        let (ids, trace_continued) = Ids::from_headers_keeping_trace(&parts.headers);
+        if !trace_continued {
+            // W3C Trace Context: a new trace starts without vendor state.
+            parts.headers.remove(headers::name::TRACESTATE);
+        }
+        let signing = SigningHeaders::read(&parts.headers);
+        let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
+        let client_ip = headers::client_ip(conn.peer.ip(), &fwd, &self.trusted);
+        let mut ctx = RequestCtx {
+            ids,
+            peer: conn.peer,
+            client_ip,
+            started,
+            caller: None,
+            tenant: None,
+            user: None,
+            signing,
+            body_sha256: None,
+            auth_failure: None,
+            rate_limit: None,
+            caller_pending: false,
+            https: conn.tls,
+            client_cert: None,
+        };
+        if let ClientIdentity::Known(name) = conn.client {
+            // A verified calling service (contract §3), on every route.
+            ctx.client_cert = Some(name);
+            ctx.caller = Some(name.to_owned());
+        }
+        (ctx, fwd)
+    }
+
+    /// Refusals before routing: a forwarding chain that cannot be read, a
+    /// client certificate that names no declared service.
+    fn admit(
+        ctx: &mut RequestCtx,
+        fwd: &ClientForwarded,
+        conn: &Connection,
+    ) -> Result<(), GatewayError> {
+        if let Some(kind) = fwd.rejection.clone() {
+            return Err(GatewayError::client(kind));
+        }
+        if let ClientIdentity::Unknown(id) = &conn.client {
+            // A certificate from a trusted CA that names no declared
+            // service: refused on every route, and logged.
+            ctx.auth_failure = Some(AuthFailure::enforced(
+                "unknown_client_certificate",
+                Some(id.clone()),
+            ));
+            return Err(GatewayError::client(ErrorKind::Forbidden(
+                "Service authentication failed",
+            )));
+        }
+        Ok(())
+    }
+
+    async fn route(
+        &self,
+        ctx: &mut RequestCtx,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        fwd: &ClientForwarded,
+        out: &mut Outcome,
+    ) -> Result<Response<ResponseBody>, GatewayError> {
+        let client_version = parts.version;
+        let plan = match self.head(ctx, &parts, out)? {
+            Head::Answered(resp) => return Ok(resp),
+            Head::Forward(plan) => plan,
+        };
+        let spec = plan.spec;
+        let body = match spec.buffer_body {
+            Some(limit) => {
+                let bytes = read_body(&parts, body, limit).await?;
+                ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
+                Either::Right(Full::new(bytes))
+            }
+            // A streamed body that grows past the limit aborts the upstream
+            // request, which so never receives a complete request.
+            None => Either::Left(Limited::new(body, spec.body_limit as usize)),
+        };
+        let upstream = self.upstream_head(ctx, &mut parts, plan, fwd, out)?;
         let (resp, took) = self.attempts(spec, upstream, ctx, parts, body).await?;
         out.upstream_ms = Some(took.as_secs_f64() * 1000.0);
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -581,16 +680,7 @@ impl<S: Spec> Gateway<S> {
             } else {
                 parts.headers.clone()
             };
-            let outgoing = crate::outbound::Outgoing {
-                method: head.method.as_str(),
-                path_and_query: head.uri.path_and_query().map_or("/", |pq| pq.as_str()),
-                tenant: ctx.tenant.as_deref(),
-                body_sha256: ctx.body_sha256.as_deref(),
-            };
-            upstream
-                .signer
-                .sign(&mut head.headers, &outgoing)
-                .map_err(|why| GatewayError::upstream(ErrorKind::BadGateway, why))?;
+            upstream.sign(&mut head, ctx)?;
             let this_body = match (&replay, body.take()) {
                 (Some(bytes), _) if attempt > 1 => Either::Right(Full::new(bytes.clone())),
                 (_, Some(b)) => b,
@@ -640,6 +730,24 @@ impl<S: Spec> Gateway<S> {
             attempt += 1;
         }
     }
+}
+
+/// What the request head decided before any body is read.
+enum Head<R> {
+    /// The gateway answers itself (`/health`, a CORS preflight).
+    Answered(Response<ResponseBody>),
+    /// The request goes on to a route's upstream.
+    Forward(Plan<R>),
+}
+
+/// A matched route and what the request head selected on it.
+struct Plan<R> {
+    route: R,
+    spec: &'static RouteSpec,
+    /// The API version selected, if the route has versions.
+    version: Option<&'static crate::policy::version::VersionSpec>,
+    /// The upstream path and query, before the service's base path.
+    rel: String,
 }
 
 /// Reads a whole body of at most `limit` bytes: a declared length over it

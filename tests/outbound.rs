@@ -385,3 +385,54 @@ fn start_up_needs_every_credential_and_https_in_production() {
     .to_string();
     assert!(e.starts_with("OUT_V1_URL: `http://10.0.0.1:80`"), "{e}");
 }
+
+/// `Gateway::rehearse` (the entry point of `benches/chain.rs`) builds the
+/// head the upstream would get without sending it: the rewritten URI, the
+/// verified user's headers, and an outbound proof the upstream's own
+/// verifier accepts; a refusal is the answer the client would get, and
+/// the gateway's own paths forward nothing.
+#[test]
+fn rehearse_builds_the_signed_upstream_head_without_sending() {
+    let env = StartupEnv::from_pairs(support::aegis_env());
+    let gw = Gateway::<gateway::routes::Spec>::new(&env).unwrap();
+    let conn = gateway::server::Connection {
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        tls: false,
+        client: gateway::tls::ClientIdentity::Anonymous,
+    };
+    let request = |bearer: Option<&str>, path: &str| {
+        let mut r = http::Request::get(path).header("x-user-id", "forged");
+        if let Some(b) = bearer {
+            r = r.header("authorization", b);
+        }
+        r.body(()).unwrap()
+    };
+    let bearer = support::admin_bearer();
+    let head = gw
+        .rehearse(
+            request(Some(&bearer), "/api/v1/graph/entities/e1?x=1"),
+            &conn,
+        )
+        .unwrap()
+        .expect("a proxied route forwards a head");
+    assert_eq!(head.uri, "http://localhost:8003/entities/e1?x=1");
+    assert!(head.headers["x-user-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("admin-"));
+    assert!(head.headers.get("authorization").is_none(), "{head:?}");
+    let secret = support::service_secret("knowledge_graph");
+    let v = verifier("knowledge_graph", "aegis-gateway", &[&secret]);
+    let verdict = v.lock().unwrap().verify(&head, b"").unwrap();
+    assert_eq!(verdict.caller, "aegis-gateway");
+    assert!(matches!(verdict.proof, Proof::HmacV2));
+
+    let refused = gw
+        .rehearse(request(None, "/api/v1/graph/entities/e1"), &conn)
+        .unwrap_err();
+    assert_eq!(refused.status(), http::StatusCode::UNAUTHORIZED);
+    assert!(gw
+        .rehearse(request(None, "/health"), &conn)
+        .unwrap()
+        .is_none());
+}
