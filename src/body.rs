@@ -3,10 +3,11 @@
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
+
+use crate::proxy::pool::UpstreamBody;
 
 /// A response body: an upstream's stream, or a body the gateway made.
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// A complete body the gateway made.
 pub fn full(b: impl Into<Bytes>) -> ResponseBody {

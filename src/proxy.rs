@@ -1,5 +1,8 @@
-//! The proxy: upstream URIs from route templates, a pooled hyper client,
-//! and the response-head timeout. Bodies stream both ways untouched.
+//! The proxy: upstream URIs from route templates, a keep-alive
+//! connection pool per upstream ([`pool`]), and the response-head timeout.
+//! Bodies stream both ways untouched.
+
+pub mod pool;
 
 use std::time::{Duration, Instant};
 
@@ -7,8 +10,6 @@ use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use std::sync::Arc;
 
@@ -30,8 +31,8 @@ pub struct Upstream {
     pub host: HeaderValue,
     /// Adds the gateway's proof of identity to each request.
     pub signer: Signer,
-    /// The pooled client for this upstream.
-    client: Client<Connector, ProxyBody>,
+    /// Keep-alive connections to this upstream.
+    pool: pool::Pool,
     /// The upstream's circuit, if it has a breaker.
     pub breaker: Option<CircuitBreaker>,
 }
@@ -68,7 +69,12 @@ pub type ProxyBody =
 /// `https://` (certificates always verified).
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
-/// Every resolved service, each with its own pooled client.
+/// How long an upstream connection may sit idle in the pool before it is
+/// closed: hyper-util's client default. Upstreams that close sooner are
+/// fine: a connection they closed is never handed out.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Every resolved service, each with its own connection pool.
 #[derive(Debug)]
 pub struct Proxy {
     upstreams: Vec<Upstream>,
@@ -184,20 +190,24 @@ impl Proxy {
                     why: "the host is not a valid header value",
                 }
             })?;
-            let client = Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_timer(TokioTimer::new())
-                .build(connector(
-                    s,
-                    env,
-                    s.connect_timeout.unwrap_or(connect_timeout),
-                )?);
+            let base = Uri::builder()
+                .scheme(url.scheme.clone())
+                .authority(url.authority.clone())
+                .path_and_query("/")
+                .build()
+                .map_err(|_| StartupError::UpstreamUrl {
+                    var: s.url_env.to_owned(),
+                    value: url.authority.to_string(),
+                    why: "not a usable URL",
+                })?;
+            let connector = connector(s, env, s.connect_timeout.unwrap_or(connect_timeout))?;
+            let pool = pool::Pool::new(connector, base, POOL_IDLE_TIMEOUT);
             upstreams.push(Upstream {
                 name: s.name,
                 url,
                 host,
                 signer,
-                client,
+                pool,
                 breaker: s.breaker.map(|b| CircuitBreaker::new(s.name, b)),
             });
         }
@@ -238,30 +248,30 @@ impl Proxy {
         upstream: &Upstream,
         req: Request<ProxyBody>,
         timeout: Duration,
-    ) -> Result<(Response<Incoming>, Duration), GatewayError> {
+    ) -> Result<(Response<pool::UpstreamBody>, Duration), GatewayError> {
         let started = Instant::now();
-        match tokio::time::timeout(timeout, upstream.client.request(req)).await {
+        match tokio::time::timeout(timeout, upstream.pool.send(req)).await {
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
-            Ok(Err(e)) if over_limit(&e) => Err(GatewayError::client(ErrorKind::PayloadTooLarge)),
-            Ok(Err(e)) if from_client_body(&e) => Err(GatewayError::client(ErrorKind::BadRequest(
-                "Malformed request body",
-            ))),
-            Ok(Err(e)) => {
-                let what = if e.is_connect() {
-                    "connect"
-                } else {
-                    "response"
-                };
-                let detail = std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| e.to_string());
+            Ok(Err(pool::SendError::Request(e))) if over_limit(&e) => {
+                Err(GatewayError::client(ErrorKind::PayloadTooLarge))
+            }
+            // The client's own body stream broke (bad chunked framing,
+            // early close): the client's fault, not the upstream's.
+            Ok(Err(pool::SendError::Request(e))) if e.is_user() => Err(GatewayError::client(
+                ErrorKind::BadRequest("Malformed request body"),
+            )),
+            Ok(Err(pool::SendError::Request(e))) => Err(GatewayError::upstream(
+                ErrorKind::BadGateway,
+                format!("upstream response error: {}", chain(&e)),
+            )),
+            Ok(Err(pool::SendError::Connect(e))) => {
                 let mut err = GatewayError::upstream(
                     ErrorKind::BadGateway,
-                    format!("upstream {what} error: {detail}"),
+                    format!("upstream connect error: {}", chain(&*e)),
                 );
                 // Only a failed connection certainly never reached the
                 // upstream, so only it is safe to retry.
-                err.retryable = e.is_connect();
+                err.retryable = true;
                 Err(err)
             }
             Err(_) => Err(GatewayError::upstream(
@@ -330,7 +340,7 @@ impl Drop for BreakerCall<'_> {
 
 /// Whether the request failed because the client's body grew past the
 /// route's limit.
-fn over_limit(e: &hyper_util::client::legacy::Error) -> bool {
+fn over_limit(e: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {
@@ -341,20 +351,21 @@ fn over_limit(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// Whether the request failed because the client's own body stream broke
-/// (bad chunked framing, early close): the client's fault, not the
-/// upstream's.
-fn from_client_body(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(e);
+/// An error and its causes, `: `-separated ("tcp connect error:
+/// Connection refused (os error 111)"), for the access log.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
     while let Some(s) = source {
-        if s.downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_user)
-        {
-            return true;
+        let text = s.to_string();
+        // Some errors repeat their cause in their own message.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
         }
         source = s.source();
     }
-    false
+    out
 }
 
 /// Writes the upstream path for a matched route: the template (the

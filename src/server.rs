@@ -636,7 +636,7 @@ impl<S: Spec> Gateway<S> {
         ctx: &RequestCtx,
         parts: http::request::Parts,
         body: ProxyBody,
-    ) -> Result<(Response<Incoming>, std::time::Duration), GatewayError> {
+    ) -> Result<(Response<proxy::pool::UpstreamBody>, std::time::Duration), GatewayError> {
         let deadline = Instant::now() + spec.timeout;
         // A body can be sent again only if it is empty or was read in full.
         let replay: Option<bytes::Bytes> = match &body {
