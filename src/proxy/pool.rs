@@ -132,55 +132,77 @@ impl Pool {
     }
 
     /// A new connection, or the first one another request gives back
-    /// before it is made (the dial is then abandoned).
+    /// before it is made. The dial runs in its own task and is not
+    /// abandoned when a connection is handed over first: its connection
+    /// joins the pool, so the pool grows to the peak number of requests in
+    /// flight and then stops dialing (abandoned dials would be repeated at
+    /// every burst).
     async fn connect_or_take(
         &self,
         mut freed: oneshot::Receiver<SendRequest<ProxyBody>>,
     ) -> Result<(SendRequest<ProxyBody>, bool), SendError> {
+        // Started here rather than in `new`, which may run before the
+        // runtime does.
+        self.reaper.call_once(|| {
+            tokio::spawn(reap(Arc::downgrade(&self.shared)));
+        });
+        let (done, mut dialed) = oneshot::channel();
+        let (connector, base, shared) = (
+            self.connector.clone(),
+            self.base.clone(),
+            self.shared.clone(),
+        );
+        tokio::spawn(async move {
+            let result = dial(connector, base).await;
+            if let Err(result) = done.send(result) {
+                // Nobody waits for it any more.
+                match result {
+                    Ok(tx) => shared.put(tx),
+                    Err(e) => {
+                        tracing::debug!(error = ?e, "upstream dial failed after its request went on")
+                    }
+                }
+            }
+        });
         let connected = tokio::select! {
             biased;
             Ok(tx) = &mut freed => return Ok((tx, true)),
-            connected = self.connect() => connected,
+            dialed = &mut dialed => dialed,
         };
         // One may have been handed over just as the dial finished: keep it.
         freed.close();
         if let Ok(tx) = freed.try_recv() {
             self.shared.put(tx);
         }
-        connected.map(|tx| (tx, false))
-    }
-
-    async fn connect(&self) -> Result<SendRequest<ProxyBody>, SendError> {
-        use tower_service::Service as _;
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(SendError::Connect)?;
-        let io = connector
-            .call(self.base.clone())
-            .await
-            .map_err(SendError::Connect)?;
-        let (tx, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| SendError::Connect(e.into()))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        // Started here rather than in `new`, which may run before the
-        // runtime does.
-        self.reaper.call_once(|| {
-            tokio::spawn(reap(Arc::downgrade(&self.shared)));
-        });
-        Ok(tx)
+        match connected {
+            Ok(result) => result.map(|tx| (tx, false)),
+            Err(_) => Err(SendError::Connect("the dialing task ended early".into())),
+        }
     }
 
     /// Connections idle in the pool now.
     pub fn idle(&self) -> usize {
         self.shared.lock().idle.len()
     }
+}
+
+/// A new HTTP/1.1 connection to `base`, its connection task spawned.
+async fn dial(mut connector: Connector, base: Uri) -> Result<SendRequest<ProxyBody>, SendError> {
+    use tower_service::Service as _;
+    std::future::poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(SendError::Connect)?;
+    let io = connector.call(base).await.map_err(SendError::Connect)?;
+    let (tx, conn) = http1::Builder::new()
+        .handshake(io)
+        .await
+        .map_err(|e| SendError::Connect(e.into()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(tx)
 }
 
 impl Shared {
@@ -485,20 +507,58 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiting_request_takes_a_connection_given_back() {
+    async fn a_request_that_dials_loses_no_connection_whoever_wins() {
         let (base, seen) = upstream(OK, false).await;
         let pool = pool(base.clone(), Duration::from_secs(90));
         let resp = pool.send(get(&base)).await.unwrap();
-        // A second request finds no idle connection and starts dialing;
-        // the first connection comes back before the dial completes
-        // (connects are slower than a hand-over) and carries it.
+        // A second request finds no idle connection and dials, while the
+        // first connection comes back: it takes whichever is first, and
+        // the other joins the pool rather than being thrown away.
         let (second, ()) = tokio::join!(pool.send(get(&base)), async {
             resp.into_body().collect().await.unwrap();
         });
         second.unwrap().into_body().collect().await.unwrap();
-        let accepted = seen.accepted.load(Ordering::SeqCst);
-        assert!(accepted <= 2, "{accepted}");
-        assert_eq!(pool.idle(), 1);
+        for _ in 0..50 {
+            if pool.idle() == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(pool.idle(), 2);
+        assert_eq!(seen.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A connection over an in-memory pipe, for the pool's bookkeeping.
+    async fn piped() -> (SendRequest<ProxyBody>, impl Sized) {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let (tx, conn) = http1::handshake(hyper_util::rt::TokioIo::new(ours))
+            .await
+            .unwrap();
+        (tx, (conn, _theirs))
+    }
+
+    #[tokio::test]
+    async fn a_connection_given_back_goes_to_the_oldest_waiting_request() {
+        let shared = Shared {
+            state: Mutex::new(State::default()),
+            idle_timeout: Duration::from_secs(90),
+        };
+        let Err(mut first) = shared.checkout() else {
+            panic!("nothing is idle yet")
+        };
+        let Err(mut second) = shared.checkout() else {
+            panic!("nothing is idle yet")
+        };
+        let (a, _keep_a) = piped().await;
+        shared.put(a);
+        assert!(first.try_recv().is_ok(), "the oldest waiter gets it");
+        assert!(second.try_recv().is_err());
+        // A waiter that gave up is skipped.
+        drop(second);
+        let (b, _keep_b) = piped().await;
+        shared.put(b);
+        assert_eq!(shared.lock().idle.len(), 1);
+        assert!(shared.checkout().is_ok());
     }
 
     #[test]
