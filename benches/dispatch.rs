@@ -159,6 +159,36 @@ fn compiled_router_generated(b: Bencher, n: usize) {
         });
 }
 
+/// Baseline over generated specs: `matchit` built at run time, each path
+/// holding its routes' methods, the method checked after.
+#[divan::bench(args = [1_000, 10_000], sample_count = 20)]
+fn runtime_matchit_generated(b: Bencher, n: usize) {
+    let (paths, methods, reqs) = generated(n);
+    let mut router: matchit::Router<Vec<(usize, u16)>> = matchit::Router::new();
+    for (path, routes) in &paths {
+        router
+            .insert(
+                path.as_str(),
+                routes.iter().map(|&r| (r, methods[r])).collect(),
+            )
+            .unwrap();
+    }
+    let get = http::Method::GET;
+    b.counter(divan::counter::ItemsCount::new(reqs.len()))
+        .bench_local(|| {
+            for p in &reqs {
+                gateway::routing::path::check(black_box(p)).unwrap();
+                let hit = router.at(p).unwrap();
+                let r = hit
+                    .value
+                    .iter()
+                    .find(|(_, m)| gateway::spec::Methods(*m).contains(&get))
+                    .unwrap();
+                black_box((r, hit.params.iter().next()));
+            }
+        });
+}
+
 /// Baseline over generated specs: a linear prefix scan.
 #[divan::bench(args = [1_000, 10_000], sample_count = 20)]
 fn linear_prefix_scan_generated(b: Bencher, n: usize) {

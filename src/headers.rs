@@ -124,23 +124,56 @@ pub const OVERRIDES: [&str; 6] = [
 
 /// Removes hop-by-hop headers and the headers named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if h.contains_key(header::CONNECTION) {
-        strip_connection_named(h);
-    }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
+    strip_connection_named(h);
+    remove_where(h, |n| HOP_BY_HOP.contains(n));
+}
+
+/// Removes every header present that `doomed` picks, in one pass over the
+/// headers the message carries (a handful) rather than a hashed lookup for
+/// each name the gateway strips (about thirty).
+fn remove_where(h: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    let mut buf = [0u8; 64];
+    loop {
+        // The name is copied to the stack and looked up as `&str`: cloning
+        // a name parsed from the wire may allocate.
+        let len = match h.keys().find(|k| doomed(k)) {
+            None => return,
+            Some(k) if k.as_str().len() <= buf.len() => {
+                buf[..k.as_str().len()].copy_from_slice(k.as_str().as_bytes());
+                k.as_str().len()
+            }
+            Some(_) => 0,
+        };
+        let gone = std::str::from_utf8(&buf[..len])
+            .ok()
+            .filter(|n| !n.is_empty())
+            .and_then(|n| h.remove(n))
+            .is_some();
+        if !gone {
+            // A name too long for the buffer.
+            if let Some(k) = h.keys().find(|k| doomed(k)).cloned() {
+                h.remove(k);
+            }
+        }
     }
 }
 
+/// Removes the headers that `Connection` lists (RFC 9110 §7.6.1).
 fn strip_connection_named(h: &mut HeaderMap) {
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim_ascii()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+    let mut i = 0;
+    // A copy of a value shares its bytes, and names are looked up as
+    // `&str`: nothing is allocated.
+    while let Some(v) = h.get_all(header::CONNECTION).iter().nth(i).cloned() {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            if let Ok(name) = std::str::from_utf8(token.trim_ascii()) {
+                // `Connection` itself goes with the other hop-by-hop
+                // headers; removing it here would skip its other lines.
+                if !name.is_empty() && !name.eq_ignore_ascii_case("connection") {
+                    h.remove(name);
+                }
+            }
+        }
+        i += 1;
     }
 }
 
@@ -222,18 +255,14 @@ pub fn strip_client(
             .or_else(|| h.get(header::HOST).cloned()),
         rejection,
     };
-    strip_hop_by_hop(h);
-    for n in &STRIPPED {
-        h.remove(n);
-    }
-    let doomed: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-forwarded-") || disguised(k.as_str()))
-        .cloned()
-        .collect();
-    for n in doomed {
-        h.remove(n);
-    }
+    strip_connection_named(h);
+    remove_where(h, |n| {
+        let s = n.as_str();
+        HOP_BY_HOP.contains(n)
+            || STRIPPED.contains(n)
+            || s.starts_with("x-forwarded-")
+            || disguised(s)
+    });
     fwd
 }
 
@@ -269,12 +298,17 @@ pub fn set_upstream(
     trusted_peer: bool,
     via: &HeaderValue,
 ) {
-    let peer = ctx.peer.ip().to_canonical().to_string();
-    let xff = match (&fwd.for_chain, trusted_peer) {
-        (Some(chain), true) => format!("{}, {peer}", chain.to_str().unwrap_or_default()),
-        _ => peer,
+    // Up to eleven headers are added: one growth of the map, not several.
+    h.reserve(11);
+    let peer = ctx.peer.ip().to_canonical();
+    let xff = match (&fwd.for_chain, trusted_peer, peer) {
+        (Some(chain), true, _) => {
+            HeaderValue::from_str(&format!("{}, {peer}", chain.to_str().unwrap_or_default()))
+        }
+        (_, _, IpAddr::V4(v4)) => HeaderValue::from_bytes(ipv4_text(v4, &mut [0; 15])),
+        _ => HeaderValue::from_str(&peer.to_string()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = xff {
         h.insert(name::X_FORWARDED_FOR, v);
     }
     let proto = fwd
@@ -324,6 +358,29 @@ pub fn set_upstream(
     }
 }
 
+/// An IPv4 address in dotted decimal, written into `buf`: the formatter
+/// machinery costs more than the rest of the forwarding headers together.
+fn ipv4_text(ip: std::net::Ipv4Addr, buf: &mut [u8; 15]) -> &[u8] {
+    let mut n = 0;
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if o >= 100 {
+            buf[n] = b'0' + o / 100;
+            n += 1;
+        }
+        if o >= 10 {
+            buf[n] = b'0' + o / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + o % 10;
+        n += 1;
+    }
+    &buf[..n]
+}
+
 /// Appends this gateway to `Via` (RFC 9110 §7.6.3), in both directions,
 /// keeping every entry already there.
 pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
@@ -361,6 +418,53 @@ pub fn set_ids(h: &mut HeaderMap, ctx: &RequestCtx) {
 #[cfg(test)]
 mod names_tests {
     use super::*;
+
+    #[test]
+    fn ipv4_text_is_the_standard_dotted_decimal() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.9.99",
+        ] {
+            let v4: std::net::Ipv4Addr = ip.parse().unwrap();
+            assert_eq!(ipv4_text(v4, &mut [0; 15]), ip.as_bytes());
+        }
+    }
+
+    #[test]
+    fn strip_client_removes_owned_listed_long_and_many_headers_and_keeps_the_rest() {
+        let mut h = HeaderMap::new();
+        let mut add = |n: &str, v: &str| {
+            h.append(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        };
+        add("x-user-id", "forged");
+        add("x_user_id", "forged");
+        add("connection", "x-secret, Keep-Alive");
+        add("connection", "x-other");
+        add("x-secret", "1");
+        add("x-other", "2");
+        add("keep-alive", "timeout=5");
+        add("x-forwarded-for", "1.2.3.4");
+        add(
+            &format!("x-forwarded-{}", "a".repeat(80)),
+            "longer than the buffer",
+        );
+        for i in 0..20 {
+            add(&format!("x-forwarded-n{i}"), "more than one pass");
+        }
+        add("accept", "*/*");
+        add("x-custom", "kept");
+        let fwd = strip_client(&mut h, None);
+        assert_eq!(fwd.for_chain.unwrap(), "1.2.3.4");
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-custom"]);
+    }
 
     #[test]
     fn stripped_names_are_owned_and_overrides() {
