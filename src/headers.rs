@@ -402,9 +402,10 @@ pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
 /// Filters an upstream response: hop-by-hop headers, `Server` and
 /// `X-Powered-By` go; `Via`, `X-Request-Id` and `X-Correlation-Id` are set.
 pub fn filter_response(h: &mut HeaderMap, ctx: &RequestCtx, via: &HeaderValue) {
-    strip_hop_by_hop(h);
-    h.remove(header::SERVER);
-    h.remove(name::X_POWERED_BY);
+    strip_connection_named(h);
+    remove_where(h, |n| {
+        HOP_BY_HOP.contains(n) || n == header::SERVER || n == name::X_POWERED_BY
+    });
     append_via(h, via);
     set_ids(h, ctx);
 }
