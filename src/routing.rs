@@ -33,6 +33,7 @@ pub struct PathMatch<'r, 'p, V> {
 
 impl<V> PathMatch<'_, '_, V> {
     /// The n-th captured parameter.
+    #[inline]
     pub fn param(&self, n: usize) -> Option<&str> {
         self.params.iter().nth(n).map(|(_, v)| v)
     }
@@ -65,6 +66,7 @@ impl<V> Router<V> {
     ///
     /// # Errors
     /// [`Miss::BadPath`] before matching, [`Miss::NotFound`] after.
+    #[inline]
     pub fn lookup<'r, 'p>(&'r self, path: &'p str) -> Result<PathMatch<'r, 'p, V>, Miss> {
         path::check(path).map_err(Miss::BadPath)?;
         let m = self.inner.at(path).map_err(|_| Miss::NotFound)?;
@@ -79,6 +81,7 @@ impl<V> Router<V> {
 ///
 /// # Errors
 /// The union of their methods, for `405` and `Allow`.
+#[inline]
 pub fn select_method<R: Copy>(
     routes: &[R],
     method: &http::Method,

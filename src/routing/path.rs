@@ -59,6 +59,7 @@ fn hex(b: u8) -> Option<u8> {
 ///
 /// # Errors
 /// The first rule the path breaks.
+#[inline]
 pub fn check(path: &str) -> Result<(), PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
