@@ -31,7 +31,20 @@ fn gateway() -> Command {
 
 #[test]
 fn serves_health_and_exits_zero_on_sigterm() {
-    let mut child = gateway().spawn().unwrap();
+    health_then_sigterm(gateway());
+}
+
+/// One worker runs everything on a single thread (a current-thread
+/// runtime): it must serve and shut down the same way.
+#[test]
+fn one_worker_serves_health_and_exits_zero_on_sigterm() {
+    let mut c = gateway();
+    c.env("GATEWAY_WORKERS", "1");
+    health_then_sigterm(c);
+}
+
+fn health_then_sigterm(mut gateway: Command) {
+    let mut child = gateway.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
