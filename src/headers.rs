@@ -122,10 +122,11 @@ pub const OVERRIDES: [&str; 6] = [
     "x-real-ip",
 ];
 
-/// Removes hop-by-hop headers and the headers named in `Connection`.
-pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+/// Removes the headers named in `Connection`, the hop-by-hop headers, and
+/// every other header `also` picks, in one pass (requests and responses).
+pub fn strip_hop_by_hop(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
     strip_connection_named(h);
-    remove_where(h, |n| HOP_BY_HOP.contains(n));
+    remove_where(h, |n| HOP_BY_HOP.contains(n) || also(n));
 }
 
 /// Removes every header present that `doomed` picks, in one pass over the
@@ -255,13 +256,8 @@ pub fn strip_client(
             .or_else(|| h.get(header::HOST).cloned()),
         rejection,
     };
-    strip_connection_named(h);
-    remove_where(h, |n| {
-        let s = n.as_str();
-        HOP_BY_HOP.contains(n)
-            || STRIPPED.contains(n)
-            || s.starts_with("x-forwarded-")
-            || disguised(s)
+    strip_hop_by_hop(h, |n| {
+        STRIPPED.contains(n) || n.as_str().starts_with("x-forwarded-") || disguised(n.as_str())
     });
     fwd
 }
@@ -402,10 +398,7 @@ pub fn append_via(h: &mut HeaderMap, via: &HeaderValue) {
 /// Filters an upstream response: hop-by-hop headers, `Server` and
 /// `X-Powered-By` go; `Via`, `X-Request-Id` and `X-Correlation-Id` are set.
 pub fn filter_response(h: &mut HeaderMap, ctx: &RequestCtx, via: &HeaderValue) {
-    strip_connection_named(h);
-    remove_where(h, |n| {
-        HOP_BY_HOP.contains(n) || n == header::SERVER || n == name::X_POWERED_BY
-    });
+    strip_hop_by_hop(h, |n| n == header::SERVER || n == name::X_POWERED_BY);
     append_via(h, via);
     set_ids(h, ctx);
 }

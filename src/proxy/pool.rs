@@ -181,7 +181,8 @@ impl Pool {
     }
 
     /// Connections idle in the pool now.
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.shared.lock().idle.len()
     }
 }
