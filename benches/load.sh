@@ -35,13 +35,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || { ! need nginx && [ ! -x /usr/sbin/nginx ]; }; then
-    echo "installing wrk and nginx (Debian packages)" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nginx-light >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+install_tools
 
 # --- builds ---------------------------------------------------------------
 SPECS="full bare"
@@ -72,20 +68,6 @@ if [ "$TLS" = 1 ]; then
 fi
 
 # --- upstream and nginx proxy ----------------------------------------------
-cat > "$WORK/upstream.conf" <<EOF
-worker_processes 1;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096 reuseport;
-        location / { default_type application/json; return 200 '{"id":"r1","ok":true}'; }
-    }
-}
-EOF
 cat > "$WORK/proxy.conf" <<EOF
 worker_processes 1;
 pid $WORK/proxy.pid;
@@ -106,7 +88,7 @@ http {
     $TLS_SERVER
 }
 EOF
-"$NGINX" -c "$WORK/upstream.conf" -e "$WORK/upstream-error.log"
+start_upstream "$WORK" "$UP_PORT"
 "$NGINX" -c "$WORK/proxy.conf" -e "$WORK/proxy-error.log"
 sleep 0.5
 

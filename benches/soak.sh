@@ -55,14 +55,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need ss || { ! need nginx && [ ! -x /usr/sbin/nginx ]; }; then
-    echo "installing wrk, nginx and ss (Debian packages)" >&2
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        wrk nginx-light iproute2 >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
+install_tools ss:iproute2
 
 echo "building the gateway with benches/load/full.yaml (release, $TARGET)" >&2
 (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET GATEWAY_SPEC="$ROOT/benches/load/full.yaml" \
@@ -70,21 +65,7 @@ echo "building the gateway with benches/load/full.yaml (release, $TARGET)" >&2
 cp "$TARGET/release/gateway" "$WORK/gateway"
 
 # --- upstream ---------------------------------------------------------------
-cat > "$WORK/upstream.conf" <<EOF
-worker_processes 1;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        location / { default_type application/json; return 200 '{"id":"r1","ok":true}'; }
-    }
-}
-EOF
-"$NGINX" -c "$WORK/upstream.conf" -e "$WORK/upstream-error.log"
+start_upstream "$WORK" "$UP_PORT"
 
 # --- gateway ----------------------------------------------------------------
 SECRET="soak-jwt-secret-$(date +%s)"
