@@ -8,6 +8,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+pub mod throttle;
+
 /// Installs the JSON `tracing` subscriber (level from `RUST_LOG`, default
 /// `info`). Safe to call more than once.
 pub fn init() {
@@ -153,6 +155,22 @@ pub struct TlsEvent {
     pub detail: String,
     /// Client address.
     pub client_ip: String,
+}
+
+/// One line for the refused TLS handshakes that were not logged one by
+/// one (over [`crate::tls::REFUSED_HANDSHAKES_LOGGED_PER_SECOND`]).
+#[derive(Debug, Serialize)]
+pub struct TlsSuppressed {
+    /// RFC 3339 UTC time.
+    pub timestamp: String,
+    /// `WARN`.
+    pub level: &'static str,
+    /// `security`.
+    pub target: &'static str,
+    /// Always `tls_handshake_failed_suppressed`.
+    pub event: &'static str,
+    /// How many refused handshakes this line stands for.
+    pub suppressed: u64,
 }
 
 /// Now as RFC 3339 UTC with milliseconds.

@@ -223,25 +223,18 @@ impl<S: Spec> Gateway<S> {
 
     /// Logs a failed TLS handshake as a security event, when rustls
     /// refused it (a bad, expired, missing or untrusted client
-    /// certificate, no shared protocol); a client that merely went away is
-    /// only a debug line.
+    /// certificate, no shared protocol), within the log budget
+    /// ([`crate::tls::Terminator::refused`]); a client that merely went
+    /// away is only a debug line.
     fn handshake_failed(&self, peer: SocketAddr, e: &std::io::Error) {
-        let Some(rustls_error) = e
+        let rustls_error = e
             .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        else {
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        let (Some(tls), Some(rustls_error)) = (&self.tls, rustls_error) else {
             tracing::debug!(%peer, error = %e, "TLS connection closed during the handshake");
             return;
         };
-        self.access_log.write(&log::TlsEvent {
-            timestamp: log::now_rfc3339(),
-            level: "WARN",
-            target: "security",
-            event: "tls_handshake_failed",
-            reason: crate::tls::failure_reason(rustls_error),
-            detail: rustls_error.to_string(),
-            client_ip: peer.ip().to_canonical().to_string(),
-        });
+        tls.refused(&self.access_log, peer, rustls_error);
     }
 
     /// Whether the listener terminates TLS (`gateway.tls`).
@@ -287,7 +280,7 @@ impl<S: Spec> Gateway<S> {
             out: Outcome::default(),
             done: false,
         };
-        let routed = match Self::admit(&mut ctx, &fwd, conn) {
+        let routed = match Self::admit(&mut ctx, &fwd, conn, &parts.uri) {
             Ok(()) => {
                 self.route(&mut ctx, parts, body, &fwd, &mut pending.out)
                     .await
@@ -502,7 +495,7 @@ impl<S: Spec> Gateway<S> {
     ) -> Result<Option<http::request::Parts>, GatewayError> {
         let (mut parts, ()) = req.into_parts();
         let (mut ctx, fwd) = self.begin(&mut parts, conn, Instant::now());
-        Self::admit(&mut ctx, &fwd, conn)?;
+        Self::admit(&mut ctx, &fwd, conn, &parts.uri)?;
         let mut out = Outcome::default();
         let plan = match self.head(&mut ctx, &parts, &mut out)? {
             Head::Answered(_) => return Ok(None),
@@ -557,12 +550,17 @@ impl<S: Spec> Gateway<S> {
     }
 
     /// Refusals before routing: a forwarding chain that cannot be read, a
-    /// client certificate that names no declared service.
+    /// client certificate that names no declared service. `/health` is
+    /// the gateway's own and always answers (contract §1), so it passes.
     fn admit(
         ctx: &mut RequestCtx,
         fwd: &ClientForwarded,
         conn: &Connection,
+        uri: &http::Uri,
     ) -> Result<(), GatewayError> {
+        if uri.path() == "/health" {
+            return Ok(());
+        }
         if let Some(kind) = fwd.rejection.clone() {
             return Err(GatewayError::client(kind));
         }
@@ -893,15 +891,20 @@ pub async fn serve<S: Spec>(
             };
             let handshake = tls.acceptor().accept(stream);
             match tokio::time::timeout(S::GATEWAY.header_read_timeout, handshake).await {
-                Ok(Ok(stream)) => {
-                    let client = tls.identify(stream.get_ref().1);
-                    let conn = Connection {
-                        peer,
-                        tls: true,
-                        client,
-                    };
-                    serve_connection(&builder, watcher, stream, gw.clone(), conn).await;
-                }
+                Ok(Ok(stream)) => match tls.identify(stream.get_ref().1) {
+                    Ok(client) => {
+                        let conn = Connection {
+                            peer,
+                            tls: true,
+                            client,
+                        };
+                        serve_connection(&builder, watcher, stream, gw.clone(), conn).await;
+                    }
+                    // A resumed session whose certificate has expired since:
+                    // refused like a handshake presenting it, the
+                    // connection closed unserved.
+                    Err(e) => tls.refused(&gw.access_log, peer, &e),
+                },
                 Ok(Err(e)) => gw.handshake_failed(peer, &e),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }

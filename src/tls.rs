@@ -10,25 +10,53 @@
 //! `http/1.1`, rustls with the `ring` provider (no OpenSSL).
 //!
 //! A client certificate is verified by rustls against the client CAs
-//! (chain, validity dates, key usage) during the handshake; a failed
-//! handshake is a `tls_handshake_failed` security event. After it, the
-//! certificate's identity (each SAN URI, e.g. a SPIFFE id, and DNS name, in
-//! the order the certificate lists them) is looked up in
+//! (chain, validity dates, extended key usage) during the handshake, with
+//! two more checks ([`verify`]): at most [`MAX_CLIENT_INTERMEDIATES`]
+//! intermediates, and a key usage that allows signing. A failed handshake
+//! is a `tls_handshake_failed` security event, at most
+//! [`REFUSED_HANDSHAKES_LOGGED_PER_SECOND`] lines a second and then one
+//! `tls_handshake_failed_suppressed` line with the count
+//! ([`Terminator::refused`]). After it, the certificate's validity dates
+//! are checked again against the clock, because a resumed session
+//! ([`sessions`]: TLS 1.2 ids, TLS 1.3 tickets, at most
+//! [`SESSION_LIFETIME`] old) carries the certificate of the full handshake
+//! that made it and rustls does not look at it again: an expired one is
+//! refused like a full handshake with it. Then the certificate's identity
+//! (each SAN URI, e.g. a SPIFFE id, and DNS name, in the order the
+//! certificate lists them) is looked up in
 //! `gateway.tls.client_auth.identities`: a match names the calling service
 //! for every request on the connection ([`ClientIdentity::Known`]); a valid
 //! certificate that names no declared service is refused per request with
-//! `403` ([`ClientIdentity::Unknown`]).
+//! `403` ([`ClientIdentity::Unknown`]), except `GET /health`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 
 use crate::config::{StartupEnv, StartupError};
+use crate::log::throttle::{Throttle, Verdict};
+use crate::log::{self, AccessSink};
 use crate::spec::{ClientAuthSpec, TlsSpec};
+
+pub mod sessions;
+pub mod verify;
+
+pub use sessions::SESSION_LIFETIME;
+
+/// The most intermediate certificates a client may present with its own.
+/// Real client chains have one or two; webpki builds paths through at
+/// most six.
+pub const MAX_CLIENT_INTERMEDIATES: usize = 8;
+
+/// Refused handshakes logged per second, each on its own line; the rest
+/// are counted into one summary line a second later.
+pub const REFUSED_HANDSHAKES_LOGGED_PER_SECOND: u64 = 10;
 
 /// Who a connection's client certificate says the caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +75,9 @@ pub struct Terminator {
     spec: &'static TlsSpec,
     paths: Paths,
     config: ArcSwap<ServerConfig>,
+    /// The log budget of refused handshakes, shared with the task that
+    /// writes the summary line.
+    refusals: Arc<Throttle>,
 }
 
 impl std::fmt::Debug for Terminator {
@@ -214,6 +245,7 @@ impl Terminator {
             spec,
             paths,
             config: ArcSwap::from_pointee(config),
+            refusals: Arc::new(Throttle::new(REFUSED_HANDSHAKES_LOGGED_PER_SECOND)),
         })
     }
 
@@ -232,16 +264,69 @@ impl Terminator {
         tokio_rustls::TlsAcceptor::from(self.config.load_full())
     }
 
-    /// The identity of a connection's (already verified) client
-    /// certificate.
-    pub fn identify(&self, conn: &rustls::ServerConnection) -> ClientIdentity {
+    /// The identity of a connection's client certificate, verified by
+    /// the handshake that made its session: on a resumed connection, a
+    /// handshake that may be long past, so the certificate's dates are
+    /// checked against the clock here, on every connection.
+    ///
+    /// # Errors
+    /// The certificate has expired (or is not valid yet): the connection
+    /// is refused like a handshake presenting it ([`Terminator::refused`]).
+    pub fn identify(
+        &self,
+        conn: &rustls::ServerConnection,
+    ) -> Result<ClientIdentity, rustls::Error> {
         let (Some(auth), Some(leaf)) = (
             self.spec.client_auth.as_ref(),
             conn.peer_certificates().and_then(|c| c.first()),
         ) else {
-            return ClientIdentity::Anonymous;
+            return Ok(ClientIdentity::Anonymous);
         };
-        identify(auth, leaf)
+        identify(auth, leaf, UnixTime::now())
+    }
+
+    /// Logs a refused handshake (or resumed connection) from `peer` as a
+    /// `tls_handshake_failed` security event, within the log budget: past
+    /// [`REFUSED_HANDSHAKES_LOGGED_PER_SECOND`], refusals are counted and
+    /// one `tls_handshake_failed_suppressed` line reports the count a
+    /// second after the first of them.
+    pub fn refused(&self, sink: &AccessSink, peer: SocketAddr, e: &rustls::Error) {
+        match self.refusals.admit(crate::auth::hmac::now_unix()) {
+            Verdict::Write => sink.write(&log::TlsEvent {
+                timestamp: log::now_rfc3339(),
+                level: "WARN",
+                target: "security",
+                event: "tls_handshake_failed",
+                reason: failure_reason(e),
+                detail: failure_detail(e),
+                client_ip: peer.ip().to_canonical().to_string(),
+            }),
+            Verdict::Suppress { first: false } => {}
+            Verdict::Suppress { first: true } => {
+                let (refusals, sink) = (self.refusals.clone(), sink.clone());
+                let summary = move || {
+                    let suppressed = refusals.take_suppressed();
+                    if suppressed > 0 {
+                        sink.write(&log::TlsSuppressed {
+                            timestamp: log::now_rfc3339(),
+                            level: "WARN",
+                            target: "security",
+                            event: "tls_handshake_failed_suppressed",
+                            suppressed,
+                        });
+                    }
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            summary();
+                        });
+                    }
+                    Err(_) => summary(),
+                }
+            }
+        }
     }
 }
 
@@ -251,6 +336,10 @@ pub fn failure_reason(e: &rustls::Error) -> &'static str {
     match e {
         rustls::Error::NoCertificatesPresented => "client_certificate_missing",
         rustls::Error::InvalidCertificate(c) => match c {
+            C::Other(other) => other
+                .0
+                .downcast_ref::<verify::Refusal>()
+                .map_or("client_certificate_invalid", |r| r.reason()),
             C::Expired | C::ExpiredContext { .. } => "client_certificate_expired",
             C::NotValidYet | C::NotValidYetContext { .. } => "client_certificate_not_yet_valid",
             C::UnknownIssuer => "client_certificate_unknown_issuer",
@@ -262,6 +351,21 @@ pub fn failure_reason(e: &rustls::Error) -> &'static str {
             "incompatible_client"
         }
         _ => "handshake_failed",
+    }
+}
+
+/// The `detail` of a `tls_handshake_failed` security event: rustls's
+/// description, or ours for a refusal of [`verify`] (which rustls would
+/// show in its debug form).
+fn failure_detail(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            match other.0.downcast_ref::<verify::Refusal>() {
+                Some(r) => format!("invalid peer certificate: {r}"),
+                None => e.to_string(),
+            }
+        }
+        e => e.to_string(),
     }
 }
 
@@ -293,25 +397,64 @@ fn build(spec: &TlsSpec, paths: &Paths) -> Result<ServerConfig, StartupError> {
                 var: auth.ca_env.to_owned(),
                 why: format!("`{ca}`: {e}"),
             })?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(verify::ClientCertCheck::new(verifier)))
         }
         _ => builder.with_no_client_auth(),
     };
     let mut config = pair.install(|chain, key| builder.with_single_cert(chain, key))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Sessions (TLS 1.2 ids and TLS 1.3 tickets) live at most
+    // SESSION_LIFETIME, in a store new with each configuration.
+    config.session_storage = sessions::Sessions::new();
     Ok(config)
 }
 
-/// The declared service a certificate names: its SAN URIs and DNS names,
-/// in the certificate's order, looked up in the identity map (DNS names
-/// without regard to case).
-fn identify(auth: &ClientAuthSpec, leaf: &CertificateDer<'_>) -> ClientIdentity {
+/// Refuses a certificate outside its validity dates at `now`, as the
+/// handshake's verifier would (`notAfter` is the last valid second).
+fn check_validity(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
+    use rustls::CertificateError as C;
+    let at = |t: i64| UnixTime::since_unix_epoch(Duration::from_secs(t.max(0).unsigned_abs()));
+    let validity = cert.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    let t = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if t > not_after {
+        return Err(rustls::Error::InvalidCertificate(C::ExpiredContext {
+            time: now,
+            not_after: at(not_after),
+        }));
+    }
+    if t < not_before {
+        return Err(rustls::Error::InvalidCertificate(C::NotValidYetContext {
+            time: now,
+            not_before: at(not_before),
+        }));
+    }
+    Ok(())
+}
+
+/// The declared service a certificate valid at `now` names: its SAN URIs
+/// and DNS names, in the certificate's order, looked up in the identity
+/// map (DNS names without regard to case).
+fn identify(
+    auth: &ClientAuthSpec,
+    leaf: &CertificateDer<'_>,
+    now: UnixTime,
+) -> Result<ClientIdentity, rustls::Error> {
     use x509_parser::extensions::GeneralName;
     let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
         // rustls accepted it, so this does not happen; refuse rather than
         // guess.
-        return ClientIdentity::Unknown("(unparsable certificate)".into());
+        return Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ));
     };
+    check_validity(&cert, now)?;
     let names: Vec<(bool, &str)> = match cert.subject_alternative_name() {
         Ok(Some(san)) => san
             .value
@@ -334,14 +477,13 @@ fn identify(auth: &ClientAuthSpec, leaf: &CertificateDer<'_>) -> ClientIdentity 
             }
         });
         if let Some((_, service)) = found {
-            return ClientIdentity::Known(service);
+            return Ok(ClientIdentity::Known(service));
         }
     }
-    ClientIdentity::Unknown(
-        names
-            .first()
-            .map_or_else(|| "(no SAN)".to_owned(), |(_, n)| (*n).to_owned()),
-    )
+    Ok(ClientIdentity::Unknown(names.first().map_or_else(
+        || "(no SAN)".to_owned(),
+        |(_, n)| (*n).to_owned(),
+    )))
 }
 
 #[cfg(test)]
@@ -364,6 +506,10 @@ mod tests {
         params.self_signed(&key).unwrap().der().clone()
     }
 
+    fn id(leaf: &CertificateDer<'_>) -> ClientIdentity {
+        identify(&AUTH, leaf, UnixTime::now()).unwrap()
+    }
+
     #[test]
     fn identities_come_from_san_uris_and_dns_names() {
         use rcgen::SanType;
@@ -373,21 +519,45 @@ mod tests {
             dns("ignored.example"),
             uri("spiffe://corp.example/ns/prod/sa/billing"),
         ]);
-        assert_eq!(identify(&AUTH, &billing), ClientIdentity::Known("billing"));
+        assert_eq!(id(&billing), ClientIdentity::Known("billing"));
         let reporting = cert(&[dns("Reporting.Internal.Example")]);
-        assert_eq!(
-            identify(&AUTH, &reporting),
-            ClientIdentity::Known("reporting")
-        );
+        assert_eq!(id(&reporting), ClientIdentity::Known("reporting"));
         // URIs compare exactly: another trust domain is someone else.
         let other = cert(&[uri("spiffe://evil.example/ns/prod/sa/billing")]);
         assert_eq!(
-            identify(&AUTH, &other),
+            id(&other),
             ClientIdentity::Unknown("spiffe://evil.example/ns/prod/sa/billing".into())
         );
-        assert_eq!(
-            identify(&AUTH, &cert(&[])),
-            ClientIdentity::Unknown("(no SAN)".into())
-        );
+        assert_eq!(id(&cert(&[])), ClientIdentity::Unknown("(no SAN)".into()));
+    }
+
+    /// Issue 13 §6: a resumed session carries its certificate past its
+    /// expiry; the identity is refused outside the validity dates.
+    #[test]
+    fn an_identity_needs_a_certificate_valid_now() {
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            "spiffe://corp.example/ns/prod/sa/billing"
+                .try_into()
+                .unwrap(),
+        )];
+        params.not_before = rcgen::date_time_ymd(2030, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2030, 1, 2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = params.self_signed(&key).unwrap().der().clone();
+        // 2030-01-01T00:00:00Z and 2030-01-02T00:00:00Z.
+        let (from, to) = (1_893_456_000, 1_893_542_400);
+        let at = |s: u64| {
+            identify(
+                &AUTH,
+                &leaf,
+                UnixTime::since_unix_epoch(Duration::from_secs(s)),
+            )
+        };
+        let reason = |s: u64| failure_reason(&at(s).unwrap_err());
+        assert_eq!(reason(from - 1), "client_certificate_not_yet_valid");
+        assert_eq!(at(from), Ok(ClientIdentity::Known("billing")));
+        assert_eq!(at(to), Ok(ClientIdentity::Known("billing")));
+        assert_eq!(reason(to + 1), "client_certificate_expired");
     }
 }

@@ -5,6 +5,10 @@
 //! naming no declared service is 403; HTTP/2 over TLS; the server
 //! certificate is reloaded without dropping connections; the gateway
 //! presents its own client certificate to an upstream that requires one.
+//! Issue 13 §6: a resumed session does not outlive its certificate, audit
+//! mode forwards a refused certificate without identity, `/health`
+//! answers whatever the certificate, key usage and chain length are
+//! checked, refused handshakes are aggregated in the log.
 
 #[path = "support/lib.rs"]
 mod support;
@@ -25,6 +29,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::HandshakeKind;
 use serde_json::Value;
 use support::{echo_upstream, start_shared, Running};
 
@@ -74,6 +79,21 @@ impl Leaf {
 }
 
 fn leaf(ca: &Ca, sans: Vec<SanType>, client: bool, expired: bool) -> Leaf {
+    leaf_with(ca, sans, client, |params| {
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+    })
+}
+
+/// A leaf certificate whose parameters `adjust` changes last.
+fn leaf_with(
+    ca: &Ca,
+    sans: Vec<SanType>,
+    client: bool,
+    adjust: impl FnOnce(&mut CertificateParams),
+) -> Leaf {
     let mut params = CertificateParams::default();
     params.subject_alt_names = sans;
     params.extended_key_usages = vec![if client {
@@ -81,10 +101,7 @@ fn leaf(ca: &Ca, sans: Vec<SanType>, client: bool, expired: bool) -> Leaf {
     } else {
         ExtendedKeyUsagePurpose::ServerAuth
     }];
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
+    adjust(&mut params);
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     Leaf {
@@ -142,6 +159,20 @@ fn pki(tag: &str) -> Pki {
 }
 
 fn client_config(pki: &Pki, cert: Option<&Leaf>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let chain = cert.map(|c| (vec![c.der.clone()], c.key_der()));
+    client_config_with(pki, chain, rustls::DEFAULT_VERSIONS, alpn)
+}
+
+/// A client presenting `chain` (leaf first) with its key, if any, and
+/// speaking only `versions`. Its session cache (rustls's default, in
+/// memory) resumes sessions on later connections made with the same
+/// configuration.
+fn client_config_with(
+    pki: &Pki,
+    chain: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&[u8]],
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(
         CertificateDer::pem_slice_iter(pki.server_ca.pem.as_bytes()).map(Result::unwrap),
@@ -149,13 +180,11 @@ fn client_config(pki: &Pki, cert: Option<&Leaf>, alpn: &[&[u8]]) -> Arc<rustls::
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
+    .with_protocol_versions(versions)
     .unwrap()
     .with_root_certificates(roots);
-    let mut config = match cert {
-        Some(c) => builder
-            .with_client_auth_cert(vec![c.der.clone()], c.key_der())
-            .unwrap(),
+    let mut config = match chain {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -179,17 +208,28 @@ async fn connect(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> Result<(Sender, Vec<CertificateDer<'static>>), String> {
+    connect_telling(addr, config)
+        .await
+        .map(|(sender, presented, _)| (sender, presented))
+}
+
+/// [`connect`], also saying whether the handshake was full or resumed.
+async fn connect_telling(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<(Sender, Vec<CertificateDer<'static>>, HandshakeKind), String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let presented = tls.get_ref().1.peer_certificates().unwrap_or(&[]).to_vec();
+    let kind = tls.get_ref().1.handshake_kind().unwrap();
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| format!("http: {e}"))?;
     tokio::spawn(conn);
-    Ok((sender, presented))
+    Ok((sender, presented, kind))
 }
 
 async fn request(
@@ -756,5 +796,353 @@ async fn the_gateway_presents_its_client_certificate_to_an_upstream() {
         .filter(|v| v["status"] == 502)
         .collect();
     assert_eq!(access.len(), 1, "{access:?}");
+    gw.shutdown().await;
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Polls `lines` until `done` holds (deadline 20 s: the machine may be
+/// loaded), then returns the parsed lines.
+async fn wait_for_lines(lines: &Lines, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let parsed: Vec<Value> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+        if done(&parsed) {
+            return parsed;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "log never got there: {parsed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn count(lines: &[Value], event: &str, reason: &str) -> usize {
+    lines
+        .iter()
+        .filter(|v| v["event"] == event && v["reason"] == reason)
+        .count()
+}
+
+/// Issue 13 §6: a session resumed after its client certificate expired
+/// kept the certificate's identity (TLS 1.2 session ids and TLS 1.3
+/// tickets alike), which undid expiry. A resumed connection whose
+/// certificate has expired is now refused like a full handshake with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_certificate_does_not_survive_session_resumption() {
+    let pki = pki("resume");
+    let (gw, lines) = start_mtls(&pki, vec![]).await;
+    // Valid for a few seconds: long enough for two handshakes per version
+    // on a loaded machine.
+    let not_after = unix_now() + 8;
+    let short = leaf_with(&pki.client_ca, vec![uri(BILLING)], true, |p| {
+        p.not_after = rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(not_after);
+    });
+    let versions: [&'static rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS12, &rustls::version::TLS13];
+    let mut clients = Vec::new();
+    for version in versions {
+        let config = client_config_with(
+            &pki,
+            Some((vec![short.der.clone()], short.key_der())),
+            &[version],
+            &[],
+        );
+        // A full handshake, then a resumed one: both are the billing
+        // service while the certificate is valid.
+        for expected in [HandshakeKind::Full, HandshakeKind::Resumed] {
+            let (mut sender, _, kind) = connect_telling(gw.addr, config.clone()).await.unwrap();
+            assert_eq!(kind, expected, "{version:?}");
+            let got = request(&mut sender, "/billing/x", &[]).await.unwrap();
+            assert_eq!(got.status, 200, "{version:?} {kind:?}: {:?}", got.body);
+            assert_eq!(got.body["headers"]["x-caller-service"], "billing");
+        }
+        clients.push((version, config));
+    }
+    assert!(
+        unix_now() <= not_after,
+        "the machine is too slow for this test's margin"
+    );
+    while unix_now() <= not_after {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for (version, config) in &clients {
+        // The client resumes (no certificate is presented again) and the
+        // gateway closes the connection instead of serving it.
+        let (mut sender, _, kind) = connect_telling(gw.addr, config.clone()).await.unwrap();
+        assert_eq!(kind, HandshakeKind::Resumed, "{version:?}");
+        let got = request(&mut sender, "/billing/x", &[]).await;
+        assert!(got.is_err(), "{version:?}: served {got:?}");
+    }
+    // One security event per refused resumption, as for a full handshake.
+    let logged = wait_for_lines(&lines, |l| {
+        count(l, "tls_handshake_failed", "client_certificate_expired") >= 2
+    })
+    .await;
+    assert_eq!(
+        count(
+            &logged,
+            "tls_handshake_failed",
+            "client_certificate_expired"
+        ),
+        2
+    );
+    // Nothing reached the upstream after expiry.
+    let served: Vec<&Value> = logged
+        .iter()
+        .filter(|v| v["target"] == "access" && v["path"] == "/billing/x")
+        .collect();
+    assert_eq!(served.len(), 4, "{served:?}");
+    // A full handshake with it is refused too (as before).
+    let fresh = client_config(&pki, Some(&short), &[]);
+    assert!(https_get(gw.addr, fresh, "/billing/x", &[]).await.is_err());
+    gw.shutdown().await;
+}
+
+/// Issue 13 §6: in audit mode a certificate naming a service the route
+/// does not admit was forwarded with `X-Caller-Service` set to it. Audit
+/// mode forwards a failed caller without identity, whatever proved it.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_mode_forwards_a_refused_certificate_without_identity() {
+    let pki = pki("audit");
+    let (gw, lines) = start_mtls(&pki, vec![("INTERNAL_AUTH_MODE", "audit".into())]).await;
+    let reporting = leaf(
+        &pki.client_ca,
+        vec![dns("reporting.internal.example")],
+        true,
+        false,
+    );
+    let as_reporting = client_config(&pki, Some(&reporting), &[]);
+    let got = https_get(gw.addr, as_reporting.clone(), "/billing/x", &[])
+        .await
+        .unwrap();
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert!(
+        got.body["headers"].get("x-caller-service").is_none(),
+        "{:?}",
+        got.body["headers"]
+    );
+    let e = wait_for_event(&lines, "auth_failure", "caller_not_allowed").await;
+    assert_eq!(e["mode"], "audit");
+    assert_eq!(e["caller"], "reporting");
+    let access = wait_for_lines(&lines, |l| {
+        l.iter()
+            .any(|v| v["target"] == "access" && v["path"] == "/billing/x")
+    })
+    .await;
+    let line = access
+        .iter()
+        .find(|v| v["target"] == "access" && v["path"] == "/billing/x")
+        .unwrap();
+    assert_eq!(line["caller"], Value::Null, "{line}");
+    // Where the certificate is admitted, its identity still travels.
+    let got = https_get(gw.addr, as_reporting, "/reports/q", &[])
+        .await
+        .unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body["headers"]["x-caller-service"], "reporting");
+    gw.shutdown().await;
+}
+
+/// Issue 13 §6: `/health` answered 403 on a connection whose valid
+/// certificate names no declared service; it always answers 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_answers_whatever_the_client_certificate() {
+    let pki = pki("health");
+    let (gw, _) = start_mtls(&pki, vec![]).await;
+    let unknown = leaf(
+        &pki.client_ca,
+        vec![uri("spiffe://corp.example/ns/prod/sa/intruder")],
+        true,
+        false,
+    );
+    let (mut sender, _) = connect(gw.addr, client_config(&pki, Some(&unknown), &[]))
+        .await
+        .unwrap();
+    let got = request(&mut sender, "/health", &[]).await.unwrap();
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    assert_eq!(got.body, serde_json::json!({"status": "ok"}));
+    // Everything else on that connection is still refused.
+    let got = request(&mut sender, "/public/x", &[]).await.unwrap();
+    assert_eq!(got.status, 403);
+    gw.shutdown().await;
+}
+
+/// Issue 13 §6: a client certificate whose key usage lacks
+/// `digitalSignature` (here `keyCertSign` only, with the clientAuth EKU)
+/// was accepted; it is refused, as `openssl verify -purpose sslclient`
+/// does. A certificate without the extension, or with
+/// `digitalSignature`, is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_without_digital_signature_is_refused() {
+    use rcgen::KeyUsagePurpose;
+    let pki = pki("key-usage");
+    let (gw, lines) = start_mtls(&pki, vec![]).await;
+    let with_usage = |usages: Vec<KeyUsagePurpose>| {
+        leaf_with(&pki.client_ca, vec![uri(BILLING)], true, |p| {
+            p.key_usages = usages;
+        })
+    };
+    let signing_only = with_usage(vec![KeyUsagePurpose::KeyCertSign]);
+    let got = https_get(
+        gw.addr,
+        client_config(&pki, Some(&signing_only), &[]),
+        "/billing/x",
+        &[],
+    )
+    .await;
+    assert!(got.is_err(), "{got:?}");
+    let e = wait_for_event(
+        &lines,
+        "tls_handshake_failed",
+        "client_certificate_bad_key_usage",
+    )
+    .await;
+    assert!(
+        e["detail"].as_str().unwrap().contains("digitalSignature"),
+        "{e}"
+    );
+    for usages in [
+        vec![KeyUsagePurpose::DigitalSignature],
+        vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ],
+        Vec::new(),
+    ] {
+        let good = with_usage(usages.clone());
+        let got = https_get(
+            gw.addr,
+            client_config(&pki, Some(&good), &[]),
+            "/billing/x",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{usages:?}: {e}"));
+        assert_eq!(got.status, 200, "{usages:?}");
+        assert_eq!(got.body["headers"]["x-caller-service"], "billing");
+    }
+    gw.shutdown().await;
+}
+
+/// Issue 13 §6: every certificate a client sends is a candidate issuer
+/// the verifier may try, so a long chain cost many times a normal
+/// handshake. More than `MAX_CLIENT_INTERMEDIATES` are refused before any
+/// of them is verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_client_chain_is_refused() {
+    let pki = pki("chain");
+    let (gw, lines) = start_mtls(&pki, vec![]).await;
+    let billing = leaf(&pki.client_ca, vec![uri(BILLING)], true, false);
+    let max = gateway::tls::MAX_CLIENT_INTERMEDIATES;
+    // Well-formed CA certificates that issued nothing here: the chain
+    // still verifies through the client CA, whatever their number.
+    let fillers: Vec<CertificateDer<'static>> = (0..=max)
+        .map(|i| CertificateDer::from_pem_slice(ca(&format!("filler {i}")).pem.as_bytes()).unwrap())
+        .collect();
+    let chain = |n: usize| {
+        let mut chain = vec![billing.der.clone()];
+        chain.extend(fillers[..n].iter().cloned());
+        client_config_with(
+            &pki,
+            Some((chain, billing.key_der())),
+            rustls::DEFAULT_VERSIONS,
+            &[],
+        )
+    };
+    let got = https_get(gw.addr, chain(max), "/billing/x", &[])
+        .await
+        .unwrap();
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let got = https_get(gw.addr, chain(max + 1), "/billing/x", &[]).await;
+    assert!(got.is_err(), "{got:?}");
+    let e = wait_for_event(
+        &lines,
+        "tls_handshake_failed",
+        "client_certificate_chain_too_long",
+    )
+    .await;
+    assert_eq!(e["client_ip"], "127.0.0.1");
+    gw.shutdown().await;
+}
+
+/// Issue 13 §6: every refused handshake wrote a WARN line, without limit,
+/// so a flood of them flooded the log. At most
+/// `REFUSED_HANDSHAKES_LOGGED_PER_SECOND` lines are written per second;
+/// the rest are counted and reported in one summary line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_refused_handshakes_does_not_flood_the_log() {
+    const FLOOD: usize = 150;
+    let limit = gateway::tls::REFUSED_HANDSHAKES_LOGGED_PER_SECOND as usize;
+    let pki = pki("flood");
+    let up = echo_upstream("backend").await;
+    let lines = Lines::default();
+    let (gw, _) = start_shared::<required::Spec>(
+        &[
+            ("REQ_CERT_FILE", pki.cert_file.clone()),
+            ("REQ_KEY_FILE", pki.key_file.clone()),
+            ("REQ_CLIENT_CA", pki.client_ca_file.clone()),
+            ("REQ_BACKEND_URL", format!("http://{up}")),
+        ],
+        AccessSink::Memory(lines.clone()),
+    )
+    .await;
+    let anonymous = client_config(&pki, None, &[]);
+    let started = std::time::Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..FLOOD {
+        let (addr, config) = (gw.addr, anonymous.clone());
+        flood.spawn(async move { https_get(addr, config, "/api/x", &[]).await.is_err() });
+    }
+    while let Some(refused) = flood.join_next().await {
+        assert!(refused.unwrap());
+    }
+    let took = started.elapsed().as_secs() as usize;
+    // Every refusal is accounted for: a line of its own, or in a summary.
+    let accounted = |l: &[Value]| -> (usize, usize, u64) {
+        let own = count(l, "tls_handshake_failed", "client_certificate_missing");
+        let summaries: Vec<&Value> = l
+            .iter()
+            .filter(|v| v["event"] == "tls_handshake_failed_suppressed")
+            .collect();
+        let suppressed = summaries
+            .iter()
+            .map(|v| v["suppressed"].as_u64().unwrap())
+            .sum();
+        (own, summaries.len(), suppressed)
+    };
+    let logged = wait_for_lines(&lines, |l| {
+        let (own, _, suppressed) = accounted(l);
+        own + suppressed as usize >= FLOOD
+    })
+    .await;
+    let (own, summaries, suppressed) = accounted(&logged);
+    assert_eq!(own + suppressed as usize, FLOOD);
+    // Bounded by the rate, not by the flood (one second of slack each
+    // side of the flood, for windows it straddled).
+    assert!(own <= limit * (took + 2), "{own} lines in {took} s");
+    assert!(
+        suppressed > 0,
+        "nothing suppressed: {own} lines in {took} s"
+    );
+    assert!(summaries <= took + 3, "{summaries} summaries in {took} s");
+    let summary = logged
+        .iter()
+        .find(|v| v["event"] == "tls_handshake_failed_suppressed")
+        .unwrap();
+    assert_eq!(summary["level"], "WARN");
+    assert_eq!(summary["target"], "security");
     gw.shutdown().await;
 }

@@ -560,6 +560,9 @@ impl HmacAuth {
     /// auditing.
     fn fail(&self, ctx: &mut RequestCtx, reason: &'static str, caller: Option<String>) -> Flow {
         if self.verifier.mode == Mode::Audit {
+            // Without identity, whatever proved it: the connection's
+            // client certificate set the caller before this step ran.
+            ctx.caller = None;
             ctx.auth_failure = Some(AuthFailure {
                 reason,
                 caller,
