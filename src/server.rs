@@ -891,20 +891,21 @@ pub async fn serve<S: Spec>(
             };
             let handshake = tls.acceptor().accept(stream);
             match tokio::time::timeout(S::GATEWAY.header_read_timeout, handshake).await {
-                Ok(Ok(stream)) => match tls.identify(stream.get_ref().1) {
-                    Ok(client) => {
-                        let conn = Connection {
-                            peer,
-                            tls: true,
-                            client,
-                        };
-                        serve_connection(&builder, watcher, stream, gw.clone(), conn).await;
-                    }
-                    // A resumed session whose certificate has expired since:
-                    // refused like a handshake presenting it, the
-                    // connection closed unserved.
-                    Err(e) => tls.refused(&gw.access_log, peer, &e),
-                },
+                Ok(Ok(stream)) => {
+                    let client = match tls.identify(stream.get_ref().1) {
+                        Ok(client) => client,
+                        // A resumed session whose certificate has expired
+                        // since: refused like a handshake presenting it,
+                        // the connection closed unserved.
+                        Err(e) => return tls.refused(&gw.access_log, peer, &e),
+                    };
+                    let conn = Connection {
+                        peer,
+                        tls: true,
+                        client,
+                    };
+                    serve_connection(&builder, watcher, stream, gw.clone(), conn).await;
+                }
                 Ok(Err(e)) => gw.handshake_failed(peer, &e),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
