@@ -1130,9 +1130,10 @@ async fn a_flood_of_refused_handshakes_does_not_flood_the_log() {
     .await;
     let (own, summaries, suppressed) = accounted(&logged);
     assert_eq!(own + suppressed as usize, FLOOD);
-    // Bounded by the rate, not by the flood (one second of slack each
-    // side of the flood, for windows it straddled).
-    assert!(own <= limit * (took + 2), "{own} lines in {took} s");
+    // Bounded by the rate, not by the flood: the flood touched at most
+    // took + 2 one-second windows, and the server may log its last
+    // refusals in one more after the clients saw them.
+    assert!(own <= limit * (took + 3), "{own} lines in {took} s");
     assert!(
         suppressed > 0,
         "nothing suppressed: {own} lines in {took} s"
