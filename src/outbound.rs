@@ -10,7 +10,9 @@
 //!   minted once and reused until shortly before it expires;
 //! - `none`: unsigned, only with an explicit opt-in in the spec.
 //!
-//! Every upstream request carries `X-Service-Name: <gateway name>`.
+//! Every signed upstream request carries `X-Service-Name: <gateway name>`
+//! (HMAC v2 signs over it); an unsigned (`none`) upstream gets none, since
+//! a name without a proof would be an unverifiable claim (contract §3).
 //! Credentials come from `VAR`, else from the file named by `VAR_FILE`
 //! (the mounted-secret convention); files are re-read on SIGHUP.
 
@@ -252,10 +254,10 @@ impl Signer {
     /// # Errors
     /// A v2 signature without the body's hash (a spec/runtime mismatch).
     pub fn sign(&self, h: &mut HeaderMap, out: &Outgoing<'_>) -> Result<(), &'static str> {
-        h.insert(name::X_SERVICE_NAME, self.gateway.clone());
         let Some(cred) = &self.credential else {
             return Ok(());
         };
+        h.insert(name::X_SERVICE_NAME, self.gateway.clone());
         let secret = cred.secret();
         let now = self.clock.now_unix();
         let ts = now.to_string();
