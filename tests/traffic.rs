@@ -36,9 +36,11 @@ async fn aegis_limits_each_user_to_a_burst_of_ten_then_429() {
         )
         .await;
         assert_eq!(got.status, 200, "request {i}");
+        // The quota is the burst (10), the window the time 10 tokens take
+        // to come back at 100/min (6 s): `r` never exceeds `q`.
         assert_eq!(
             got.header("ratelimit-policy"),
-            Some(r#""aegis";q=100;w=60"#)
+            Some(r#""aegis";q=10;w=6"#)
         );
         let want = format!(r#""aegis";r={};t={}"#, 9 - i, if i == 9 { 1 } else { 0 });
         assert_eq!(got.header("ratelimit"), Some(want.as_str()), "request {i}");
@@ -59,7 +61,7 @@ async fn aegis_limits_each_user_to_a_burst_of_ten_then_429() {
     assert_eq!(got.header("retry-after"), Some("1"));
     assert_eq!(
         got.header("ratelimit-policy"),
-        Some(r#""aegis";q=100;w=60"#)
+        Some(r#""aegis";q=10;w=6"#)
     );
     assert_eq!(got.header("ratelimit"), Some(r#""aegis";r=0;t=1"#));
     // Another user has a bucket of their own.
