@@ -336,6 +336,30 @@ async fn canary_is_sticky_per_consumer_and_can_be_forced() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn canary_force_values_are_the_specs_own() {
+    // Regression (issue 14, point 17): only `always` / `never` forced a side.
+    let gw = edge().await;
+    let side = |force: Option<&'static str>| {
+        let url = gw.url("/release/x");
+        async move {
+            let headers: Vec<(&str, &str)> = force.map(|f| ("x-release", f)).into_iter().collect();
+            send("GET", &url, &headers, "").await.json()["service"].clone()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(side(Some("canary")).await, "writer");
+        assert_eq!(side(Some("stable")).await, "reader");
+    }
+    // Any other value, the defaults and other spellings included, is
+    // ignored: the request takes this consumer's sticky side.
+    let sticky = side(None).await;
+    for other in ["always", "never", "Canary", "STABLE", "canary-1", "canary,stable"] {
+        assert_eq!(side(Some(other)).await, sticky, "{other:?}");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn idempotent_requests_are_retried_on_configured_statuses() {
     let (addr, hits) = scripted_upstream(vec![(503, 0), (500, 0)]).await;
     let gw = edge_with_bouncy(format!("http://{addr}")).await;

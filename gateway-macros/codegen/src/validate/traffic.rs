@@ -184,7 +184,8 @@ pub(super) fn check_rate_limit(
     })
 }
 
-fn token_ok(s: &str) -> bool {
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2).
+pub(crate) fn token_ok(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
