@@ -38,10 +38,7 @@ async fn aegis_limits_each_user_to_a_burst_of_ten_then_429() {
         assert_eq!(got.status, 200, "request {i}");
         // The quota is the burst (10), the window the time 10 tokens take
         // to come back at 100/min (6 s): `r` never exceeds `q`.
-        assert_eq!(
-            got.header("ratelimit-policy"),
-            Some(r#""aegis";q=10;w=6"#)
-        );
+        assert_eq!(got.header("ratelimit-policy"), Some(r#""aegis";q=10;w=6"#));
         let want = format!(r#""aegis";r={};t={}"#, 9 - i, if i == 9 { 1 } else { 0 });
         assert_eq!(got.header("ratelimit"), Some(want.as_str()), "request {i}");
     }
@@ -59,10 +56,7 @@ async fn aegis_limits_each_user_to_a_burst_of_ten_then_429() {
         got.header("x-request-id").unwrap()
     );
     assert_eq!(got.header("retry-after"), Some("1"));
-    assert_eq!(
-        got.header("ratelimit-policy"),
-        Some(r#""aegis";q=10;w=6"#)
-    );
+    assert_eq!(got.header("ratelimit-policy"), Some(r#""aegis";q=10;w=6"#));
     assert_eq!(got.header("ratelimit"), Some(r#""aegis";r=0;t=1"#));
     // Another user has a bucket of their own.
     let bob = send(
@@ -353,7 +347,14 @@ async fn canary_force_values_are_the_specs_own() {
     // Any other value, the defaults and other spellings included, is
     // ignored: the request takes this consumer's sticky side.
     let sticky = side(None).await;
-    for other in ["always", "never", "Canary", "STABLE", "canary-1", "canary,stable"] {
+    for other in [
+        "always",
+        "never",
+        "Canary",
+        "STABLE",
+        "canary-1",
+        "canary,stable",
+    ] {
         assert_eq!(side(Some(other)).await, sticky, "{other:?}");
     }
     gw.shutdown().await;

@@ -125,12 +125,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
         // Built once per route; every response shares it.
-        let policy = format!(
-            "\"{}\";q={};w={}",
-            spec.name,
-            burst,
-            refill_seconds(&spec)
-        );
+        let policy = format!("\"{}\";q={};w={}", spec.name, burst, refill_seconds(&spec));
         RateLimit {
             spec,
             limiter: RateLimiter::dashmap_with_clock(quota, clock.clone())
