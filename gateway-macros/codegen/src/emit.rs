@@ -115,6 +115,8 @@ fn gateway_const(c: &Checked) -> TokenStream {
         ms(g.drain_ms),
         ms(g.header_read_ms),
     );
+    let max_head = usize::try_from(g.limits.max_head).unwrap_or(usize::MAX);
+    let max_headers = g.limits.max_headers as usize;
     let (tls_ref, tls_const) = match &g.tls {
         Some(t) => (quote!(Some(&TLS)), tls_const(t)),
         None => (quote!(None), quote!()),
@@ -131,6 +133,10 @@ fn gateway_const(c: &Checked) -> TokenStream {
             upstream_timeout: #upstream,
             drain_timeout: #drain,
             header_read_timeout: #header,
+            limits: rt::LimitsSpec {
+                max_head: #max_head,
+                max_headers: #max_headers,
+            },
             tls: #tls_ref,
         };
         #tls_const

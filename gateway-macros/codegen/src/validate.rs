@@ -5,6 +5,7 @@
 //! line and column of the value at fault.
 
 pub mod auth;
+pub mod limits;
 pub mod pattern;
 pub mod traffic;
 pub mod values;
@@ -51,6 +52,8 @@ pub struct GatewayIr {
     pub drain_ms: u64,
     /// Client request-head deadline.
     pub header_read_ms: u64,
+    /// What one client may send.
+    pub limits: limits::LimitsIr,
     /// JWT verification, when configured.
     pub jwt: Option<auth::JwtIr>,
     /// HMAC service auth, when configured.
@@ -236,6 +239,7 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         upstream_ms: dur("upstream", &g.timeouts.upstream, 30_000),
         drain_ms: dur("drain", &g.timeouts.drain, 30_000),
         header_read_ms: dur("header_read", &g.timeouts.header_read, 10_000),
+        limits: limits::check_limits(cx, &at.key("limits"), &g.limits),
         jwt: None,
         service_auth: None,
         tls: None,
