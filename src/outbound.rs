@@ -410,6 +410,31 @@ mod tests {
     }
 
     #[test]
+    fn only_signed_kinds_carry_the_gateway_name() {
+        let env = StartupEnv::from_pairs([("SVC_SECRET", "s")]);
+        let digest = hmac::body_sha256(b"");
+        let out = Outgoing {
+            method: "GET",
+            path_and_query: "/x",
+            tenant: None,
+            body_sha256: Some(&digest),
+        };
+        let secret_env = "SVC_SECRET";
+        let ttl = Duration::from_secs(60);
+        for (identity, named) in [
+            (OutboundIdentity::Hmac { secret_env }, true),
+            (OutboundIdentity::HmacV1 { secret_env }, true),
+            (OutboundIdentity::Jwt { secret_env, ttl }, true),
+            (OutboundIdentity::Unsigned, false),
+        ] {
+            let signer = Signer::new("gw", "svc", identity, &env, Arc::new(SystemClock)).unwrap();
+            let mut h = HeaderMap::new();
+            signer.sign(&mut h, &out).unwrap();
+            assert_eq!(h.contains_key("x-service-name"), named, "{identity:?}");
+        }
+    }
+
+    #[test]
     fn hmac_signatures_are_fresh_per_attempt() {
         let env = StartupEnv::from_pairs([("SVC_SECRET", "s")]);
         let identity = OutboundIdentity::Hmac {
