@@ -33,6 +33,9 @@ pub enum ErrorKind {
     InvalidServiceToken,
     /// The request body is over the route's limit.
     PayloadTooLarge,
+    /// More header fields than `gateway.limits.max_headers` (HTTP/2; the
+    /// HTTP/1 parser refuses those itself).
+    HeadersTooLarge,
     /// A malformed request the HTTP parser let through.
     BadRequest(&'static str),
     /// A feature of the request the gateway does not support.
@@ -103,6 +106,7 @@ impl GatewayError {
             ErrorKind::Unauthorized(_) | ErrorKind::InvalidServiceToken => StatusCode::UNAUTHORIZED,
             ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::BadRequest(_) => StatusCode::BAD_REQUEST,
             ErrorKind::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -127,6 +131,7 @@ impl GatewayError {
             | ErrorKind::NotImplemented(m) => m,
             ErrorKind::InvalidServiceToken => "Invalid service token",
             ErrorKind::PayloadTooLarge => "Request body too large",
+            ErrorKind::HeadersTooLarge => "Request header fields too large",
             ErrorKind::TooManyRequests => "Too many requests",
             ErrorKind::CorsOriginNotAllowed => "Origin not allowed",
             ErrorKind::UnsupportedVersion(_) => "Unsupported API version",

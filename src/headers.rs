@@ -213,6 +213,21 @@ fn disguised(name: &str) -> bool {
         )
 }
 
+/// Whether an HTTP/2 request carries more than `max` header fields
+/// (`gateway.limits.max_headers`). hyper's HTTP/1 parser refuses those
+/// itself, but h2 bounds only the header list's size, so the count is
+/// taken here; no allocation, and one length check when under the limit.
+/// Cookie crumbs (RFC 9113 §8.2.3) count as the one `Cookie` header they
+/// are over HTTP/1, so a browser's split cookies are not refused.
+pub fn h2_over_field_limit(parts: &http::request::Parts, max: usize) -> bool {
+    let h = &parts.headers;
+    if parts.version != http::Version::HTTP_2 || h.len() <= max {
+        return false;
+    }
+    let crumbs = h.get_all(header::COOKIE).iter().count();
+    h.len() - crumbs.saturating_sub(1) > max
+}
+
 /// Strips every header the gateway owns from a client request, returning
 /// the forwarding information it needs later. Runs before any policy.
 pub fn strip_client(

@@ -66,8 +66,8 @@ pub mod __codegen {
     pub use crate::policy::version::{DeprecatedSpec, VersionSet, VersionSpec};
     pub use crate::policy::StripCredentials;
     pub use crate::spec::{
-        ClientAuthSpec, ClientCertSpec, GatewaySpec, Methods, Part, RouteSpec, ServiceSpec, Spec,
-        TlsSpec,
+        ClientAuthSpec, ClientCertSpec, GatewaySpec, LimitsSpec, Methods, Part, RouteSpec,
+        ServiceSpec, Spec, TlsSpec,
     };
     pub use std::sync::Arc;
     pub use std::time::Duration;

@@ -10,7 +10,9 @@
 //!   minted once and reused until shortly before it expires;
 //! - `none`: unsigned, only with an explicit opt-in in the spec.
 //!
-//! Every upstream request carries `X-Service-Name: <gateway name>`.
+//! Every signed upstream request carries `X-Service-Name: <gateway name>`
+//! (HMAC v2 signs over it); an unsigned (`none`) upstream gets none, since
+//! a name without a proof would be an unverifiable claim (contract §3).
 //! Credentials come from `VAR`, else from the file named by `VAR_FILE`
 //! (the mounted-secret convention); files are re-read on SIGHUP.
 
@@ -252,10 +254,10 @@ impl Signer {
     /// # Errors
     /// A v2 signature without the body's hash (a spec/runtime mismatch).
     pub fn sign(&self, h: &mut HeaderMap, out: &Outgoing<'_>) -> Result<(), &'static str> {
-        h.insert(name::X_SERVICE_NAME, self.gateway.clone());
         let Some(cred) = &self.credential else {
             return Ok(());
         };
+        h.insert(name::X_SERVICE_NAME, self.gateway.clone());
         let secret = cred.secret();
         let now = self.clock.now_unix();
         let ts = now.to_string();
@@ -405,6 +407,31 @@ mod tests {
         let second = sign();
         assert_ne!(second["authorization"], first["authorization"]);
         assert_eq!(claims(&second)["iat"], 1_000_240);
+    }
+
+    #[test]
+    fn only_signed_kinds_carry_the_gateway_name() {
+        let env = StartupEnv::from_pairs([("SVC_SECRET", "s")]);
+        let digest = hmac::body_sha256(b"");
+        let out = Outgoing {
+            method: "GET",
+            path_and_query: "/x",
+            tenant: None,
+            body_sha256: Some(&digest),
+        };
+        let secret_env = "SVC_SECRET";
+        let ttl = Duration::from_secs(60);
+        for (identity, named) in [
+            (OutboundIdentity::Hmac { secret_env }, true),
+            (OutboundIdentity::HmacV1 { secret_env }, true),
+            (OutboundIdentity::Jwt { secret_env, ttl }, true),
+            (OutboundIdentity::Unsigned, false),
+        ] {
+            let signer = Signer::new("gw", "svc", identity, &env, Arc::new(SystemClock)).unwrap();
+            let mut h = HeaderMap::new();
+            signer.sign(&mut h, &out).unwrap();
+            assert_eq!(h.contains_key("x-service-name"), named, "{identity:?}");
+        }
     }
 
     #[test]

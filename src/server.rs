@@ -37,7 +37,7 @@ use crate::proxy::ProxyBody;
 use crate::proxy::{self, Proxy};
 use crate::routing::{self, Miss, Router};
 use crate::spec::RouteSpec;
-use crate::spec::Spec;
+use crate::spec::{LimitsSpec, Spec};
 use crate::tls::ClientIdentity;
 use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
 use hyper::body::Body as _;
@@ -52,10 +52,6 @@ pub struct Connection {
     /// The calling service its client certificate names, if any.
     pub client: ClientIdentity,
 }
-
-/// The largest request head a client may send: request line and headers
-/// over HTTP/1, the header list over HTTP/2. Envoy's default is 60 KiB.
-const MAX_HEAD: usize = 64 * 1024;
 
 /// Concurrent streams per HTTP/2 connection, as Envoy's edge-proxy
 /// guidance and RFC 9113 §6.5.2's floor (hyper's default is 200); a client
@@ -523,7 +519,12 @@ impl<S: Spec> Gateway<S> {
             parts.headers.remove(headers::name::TRACESTATE);
         }
         let signing = SigningHeaders::read(&parts.headers);
-        let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
+        // Counted before stripping: the client sent them all.
+        let too_many = headers::h2_over_field_limit(parts, S::GATEWAY.limits.max_headers);
+        let mut fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
+        if too_many {
+            fwd.rejection = Some(ErrorKind::HeadersTooLarge);
+        }
         let client_ip = headers::client_ip(conn.peer.ip(), &fwd, &self.trusted);
         let mut ctx = RequestCtx {
             ids,
@@ -844,17 +845,23 @@ pub async fn serve<S: Spec>(
     // answered by hyper's parser before any request exists: a bare `431`
     // (`400` for bytes that are not HTTP) and a closed connection. hyper
     // has no hook to give that answer a body; contract §2 allows it.
+    let limits = S::GATEWAY.limits;
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(S::GATEWAY.header_read_timeout)
-        // Bounds the request line and headers together (hyper's default
-        // is ~400 KiB). The count stays at hyper's default of 100 headers:
-        // setting `max_headers` costs a heap allocation per request.
-        .max_buf_size(MAX_HEAD);
+        // Bounds the request line and headers together (`gateway.limits.
+        // max_head`, 64 KiB by default; hyper's is ~400 KiB).
+        .max_buf_size(limits.max_head);
+    if limits.max_headers != LimitsSpec::HYPER_MAX_HEADERS {
+        // Only when the spec asks for another count than hyper's own 100:
+        // hyper parses into 100 inline slots, and a larger count is two
+        // heap allocations per request (hyper 1.12 `proto/h1/role.rs`).
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
-        .max_header_list_size(MAX_HEAD as u32)
+        .max_header_list_size(u32::try_from(limits.max_head).unwrap_or(u32::MAX))
         .max_concurrent_streams(H2_MAX_STREAMS)
         // Rapid reset (CVE-2023-44487): streams a client resets before
         // they are accepted; past this, GOAWAY ENHANCE_YOUR_CALM. h2's

@@ -25,8 +25,26 @@ pub struct GatewaySpec {
     pub drain_timeout: Duration,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// What one client may send (`gateway.limits`).
+    pub limits: LimitsSpec,
     /// TLS termination (`gateway.tls`); plain HTTP when absent.
     pub tls: Option<&'static TlsSpec>,
+}
+
+/// `gateway.limits`: what one client may send, gateway-wide.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsSpec {
+    /// The largest request head in bytes: the request line and headers
+    /// over HTTP/1, the header list over HTTP/2 (8 KiB to 1 MiB).
+    pub max_head: usize,
+    /// The most header fields in a request.
+    pub max_headers: usize,
+}
+
+impl LimitsSpec {
+    /// hyper's own header-field limit for HTTP/1: its parser keeps that
+    /// many slots inline, and a larger count is allocated per request.
+    pub const HYPER_MAX_HEADERS: usize = 100;
 }
 
 /// `gateway.tls`: the listener's certificate and, optionally, client

@@ -486,7 +486,9 @@ async fn v2_post_with_a_json_body_reaches_the_upstream_intact() {
     for name in SIGNING_HEADERS {
         assert!(!up.contains_key(name), "{name} reached the upstream");
     }
-    assert_eq!(up["x-service-name"], "identity-gateway");
+    // The caller's name never travels; this upstream is unsigned, so it
+    // gets no `X-Service-Name` of the gateway's either (contract §3).
+    assert!(!up.contains_key("x-service-name"), "{up:?}");
     h.finish().await;
 }
 
@@ -1089,7 +1091,9 @@ async fn audit_mode_forwards_failures_without_identity_and_logs_them() {
     for name in SIGNING_HEADERS {
         assert!(!up.contains_key(name), "{name} reached the upstream");
     }
-    assert_eq!(up["x-service-name"], "identity-gateway");
+    // The caller's name never travels; this upstream is unsigned, so it
+    // gets no `X-Service-Name` of the gateway's either (contract §3).
+    assert!(!up.contains_key("x-service-name"), "{up:?}");
     let id = got.header("x-request-id").unwrap();
     let events = h.events_of(id);
     assert_eq!(events.len(), 1, "{events:?}");
@@ -1149,7 +1153,9 @@ async fn disabled_mode_forwards_the_claimed_caller_and_tenant() {
     assert_eq!(up["x-caller-service"], "billing");
     assert_eq!(up["x-tenant-id"], "acme");
     assert!(!up.contains_key("x-internal-service-auth"));
-    assert_eq!(up["x-service-name"], "identity-gateway");
+    // The caller's name never travels; this upstream is unsigned, so it
+    // gets no `X-Service-Name` of the gateway's either (contract §3).
+    assert!(!up.contains_key("x-service-name"), "{up:?}");
     h.finish().await;
 }
 

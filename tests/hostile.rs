@@ -32,6 +32,10 @@ mod hostile {
     gateway_macros::spec!("tests/specs/hostile.yaml");
 }
 
+mod head_limits {
+    gateway_macros::spec!("tests/specs/head_limits.yaml");
+}
+
 /// `gateway.timeouts.header_read` in tests/specs/hostile.yaml.
 const HEADER_READ: Duration = Duration::from_secs(2);
 
@@ -593,6 +597,119 @@ async fn oversized_heads_and_too_many_headers_are_431() {
     assert_eq!(responses(&reply.bytes)[0].status, 200);
     let seen = f.rec.seen();
     assert_eq!(seen[0].headers["x-h89"], "c".repeat(600).as_str());
+    // The same default count over HTTP/2.
+    let url = f.gw.url("/echo/h2");
+    let fields = |n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("x-h{i}"), "v".to_owned()))
+            .collect()
+    };
+    // (The recording upstream, itself a hyper HTTP/1 server, would refuse
+    // 100 fields plus the gateway's forwarding headers.)
+    f.rec.clear();
+    assert_eq!(
+        h2_get(&url, &fields(90)).await.0,
+        200,
+        "90 fields over HTTP/2"
+    );
+    assert_eq!(
+        h2_get(&url, &fields(101)).await,
+        (431, true),
+        "101 over HTTP/2"
+    );
+    assert_eq!(f.rec.seen().len(), 1, "the 431 never reached the upstream");
+    f.gw.shutdown().await;
+}
+
+/// `gateway.limits` in tests/specs/head_limits.yaml.
+const SMALL_HEAD: usize = 8 * 1024;
+const FEW_HEADERS: usize = 10;
+
+/// A GET of `fields` header lines (`Host` and `Connection` included),
+/// padded by its last header to exactly `len` bytes; `complete: false`
+/// leaves out the end of the head, so every byte is read before the
+/// gateway can decide.
+fn head_of(len: usize, fields: usize, complete: bool) -> Vec<u8> {
+    let mut head = String::from("GET /echo/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n");
+    for i in 0..fields - 3 {
+        head.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    head.push_str("X-Pad: ");
+    let end = if complete { "\r\n\r\n" } else { "" };
+    let pad = len - head.len() - end.len();
+    head.push_str(&"p".repeat(pad));
+    head.push_str(end);
+    assert_eq!(head.len(), len);
+    head.into_bytes()
+}
+
+/// An HTTP/2 GET with `extra` header fields besides the pseudo-headers:
+/// its status, and whether the answer is the gateway's JSON.
+async fn h2_get(url: &str, extra: &[(String, String)]) -> (u16, bool) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<Bytes>>();
+    let mut req = http::Request::get(url);
+    for (k, v) in extra {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let resp = tokio::time::timeout(PATIENCE, client.request(req))
+        .await
+        .expect("an HTTP/2 answer in time")
+        .expect("an HTTP/2 answer");
+    let json = resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v == "application/json");
+    (resp.status().as_u16(), json)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_limits_come_from_the_spec() {
+    // Regression (issue 14, point 16): the head size was fixed at 64 KiB
+    // and the header count at 100 whatever the spec said.
+    let rec = Recorder::start().await;
+    let gw =
+        start::<head_limits::Spec>(&[("HEAD_LIMITS_RECORDER_URL", format!("http://{}", rec.addr))])
+            .await;
+    let f = Fixture { gw, rec };
+    // A head of exactly `max_head` bytes is forwarded; one that has not
+    // ended by then is 431.
+    let reply = exchange(f.gw.addr, &head_of(SMALL_HEAD, 4, true)).await;
+    assert_eq!(
+        responses(&reply.bytes)[0].status,
+        200,
+        "a head of exactly 8 KiB"
+    );
+    assert_eq!(f.rec.seen().len(), 1);
+    f.rec.clear();
+    let over = head_of(SMALL_HEAD, 4, false);
+    assert_refused(&f, "a head over 8 KiB", &over, Refusal::Parser(431)).await;
+    // `max_headers` fields are forwarded, one more is 431.
+    f.rec.clear();
+    let reply = exchange(f.gw.addr, &head_of(512, FEW_HEADERS, true)).await;
+    assert_eq!(responses(&reply.bytes)[0].status, 200, "10 header fields");
+    f.rec.clear();
+    let many = head_of(512, FEW_HEADERS + 1, true);
+    assert_refused(&f, "11 header fields", &many, Refusal::Parser(431)).await;
+    // The same count over HTTP/2 (hyper enforces it only for HTTP/1), with
+    // cookie crumbs counted as the one `Cookie` header they are in HTTP/1.
+    f.rec.clear();
+    let url = f.gw.url("/echo/h2");
+    let fields = |n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|i| (format!("x-h{i}"), "v".to_owned()))
+            .collect()
+    };
+    assert_eq!(h2_get(&url, &fields(FEW_HEADERS)).await.0, 200);
+    assert_eq!(h2_get(&url, &fields(FEW_HEADERS + 1)).await, (431, true));
+    let mut crumbs = fields(FEW_HEADERS - 1);
+    crumbs.extend((0..5).map(|i| ("cookie".to_owned(), format!("c{i}=1"))));
+    assert_eq!(h2_get(&url, &crumbs).await.0, 200, "cookie crumbs");
+    assert_eq!(f.rec.seen().len(), 2, "the 431 never reached the upstream");
     f.gw.shutdown().await;
 }
 

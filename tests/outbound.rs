@@ -136,7 +136,11 @@ async fn each_identity_kind_is_verifiable_and_carries_the_verified_tenant() {
             send(
                 "POST",
                 &url,
-                &[("authorization", &auth), ("x-tenant-id", "forged")],
+                &[
+                    ("authorization", &auth),
+                    ("x-tenant-id", "forged"),
+                    ("x-service-name", "forged"),
+                ],
                 "payload",
             )
             .await
@@ -163,8 +167,15 @@ async fn each_identity_kind_is_verifiable_and_carries_the_verified_tenant() {
         none["verdict"],
         json!({"ok": false, "reason": "missing_proof"})
     );
-    assert_eq!(none["headers"]["x-service-name"], "outbound-gateway");
+    // The gateway's name travels only with a proof of it (contract §3):
+    // an unsigned upstream gets no `X-Service-Name`, whatever the client sent.
+    assert!(
+        none["headers"].get("x-service-name").is_none(),
+        "an unsigned upstream got X-Service-Name: {}",
+        none["headers"]
+    );
     for echo in [&v2, &v1, &tok] {
+        assert_eq!(echo["headers"]["x-service-name"], "outbound-gateway");
         assert_eq!(
             echo["headers"]["x-tenant-id"], "acme",
             "the verified tenant, never the client's"

@@ -36,10 +36,9 @@ async fn aegis_limits_each_user_to_a_burst_of_ten_then_429() {
         )
         .await;
         assert_eq!(got.status, 200, "request {i}");
-        assert_eq!(
-            got.header("ratelimit-policy"),
-            Some(r#""aegis";q=100;w=60"#)
-        );
+        // The quota is the burst (10), the window the time 10 tokens take
+        // to come back at 100/min (6 s): `r` never exceeds `q`.
+        assert_eq!(got.header("ratelimit-policy"), Some(r#""aegis";q=10;w=6"#));
         let want = format!(r#""aegis";r={};t={}"#, 9 - i, if i == 9 { 1 } else { 0 });
         assert_eq!(got.header("ratelimit"), Some(want.as_str()), "request {i}");
     }
@@ -57,10 +56,7 @@ async fn aegis_limits_each_user_to_a_burst_of_ten_then_429() {
         got.header("x-request-id").unwrap()
     );
     assert_eq!(got.header("retry-after"), Some("1"));
-    assert_eq!(
-        got.header("ratelimit-policy"),
-        Some(r#""aegis";q=100;w=60"#)
-    );
+    assert_eq!(got.header("ratelimit-policy"), Some(r#""aegis";q=10;w=6"#));
     assert_eq!(got.header("ratelimit"), Some(r#""aegis";r=0;t=1"#));
     // Another user has a bucket of their own.
     let bob = send(
@@ -329,6 +325,37 @@ async fn canary_is_sticky_per_consumer_and_can_be_forced() {
     let first = side(None).await["service"].clone();
     for _ in 0..20 {
         assert_eq!(side(None).await["service"], first);
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canary_force_values_are_the_specs_own() {
+    // Regression (issue 14, point 17): only `always` / `never` forced a side.
+    let gw = edge().await;
+    let side = |force: Option<&'static str>| {
+        let url = gw.url("/release/x");
+        async move {
+            let headers: Vec<(&str, &str)> = force.map(|f| ("x-release", f)).into_iter().collect();
+            send("GET", &url, &headers, "").await.json()["service"].clone()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(side(Some("canary")).await, "writer");
+        assert_eq!(side(Some("stable")).await, "reader");
+    }
+    // Any other value, the defaults and other spellings included, is
+    // ignored: the request takes this consumer's sticky side.
+    let sticky = side(None).await;
+    for other in [
+        "always",
+        "never",
+        "Canary",
+        "STABLE",
+        "canary-1",
+        "canary,stable",
+    ] {
+        assert_eq!(side(Some(other)).await, sticky, "{other:?}");
     }
     gw.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! Canary routing (contract §7): a weighted share of a route's traffic goes
 //! to another upstream, sticky per consumer: the same caller always lands on
-//! the same side. A request header forces a side for testing.
+//! the same side. A request header forces a side for testing, with values
+//! the spec names (`always` / `never` unless it says otherwise).
 
 use http::HeaderMap;
 
@@ -13,8 +14,13 @@ pub struct CanarySpec {
     pub service: usize,
     /// Share of consumers, in basis points (500 = 5%).
     pub basis_points: u32,
-    /// Lower-case header forcing a side: `always` or `never`.
+    /// Lower-case header forcing a side.
     pub header: &'static str,
+    /// The header value that forces the canary (default `always`).
+    pub force_canary: &'static str,
+    /// The header value that forces the route's own service (default
+    /// `never`).
+    pub force_stable: &'static str,
 }
 
 /// FNV-1a: a fixed, well-known hash, so a consumer's side does not change
@@ -40,9 +46,10 @@ pub fn bucket(kind: &[u8], id: &[u8]) -> u32 {
 impl CanarySpec {
     /// Whether this request goes to the canary.
     pub fn pick(&self, ctx: &RequestCtx, h: &HeaderMap) -> bool {
+        // Exact bytes; any other value is ignored (the consumer's side).
         match h.get(self.header).map(|v| v.as_bytes()) {
-            Some(b"always") => return true,
-            Some(b"never") => return false,
+            Some(v) if v == self.force_canary.as_bytes() => return true,
+            Some(v) if v == self.force_stable.as_bytes() => return false,
             _ => {}
         }
         let b = match (&ctx.user, &ctx.caller) {

@@ -4,6 +4,13 @@
 //! `RateLimit-Policy: "<name>";q=<quota>;w=<window>` and
 //! `RateLimit: "<name>";r=<remaining>;t=<seconds until a token>`.
 //!
+//! For a token bucket the quota `q` is what a fresh key can spend at once,
+//! the bucket's capacity (the burst), and `w` the whole seconds a drained
+//! bucket takes to refill (burst / rate, rounded up); so `0 <= r <= q` on
+//! every response (contract rev 2 §7). Quoting the sustained rate's count
+//! and window instead would let `r` exceed `q` whenever the burst is larger
+//! than the count.
+//!
 //! Buckets live in governor's sharded map (no process-wide lock). Keys that
 //! have refilled are indistinguishable from new ones, so the map is pruned
 //! of them every [`PRUNE_EVERY`] checks, and at once when it holds more
@@ -54,6 +61,14 @@ pub struct RateLimitSpec {
     pub burst: u32,
     /// What a bucket belongs to.
     pub key: RateKeyKind,
+}
+
+/// Whole seconds a drained bucket of `spec` takes to refill: burst /
+/// rate = burst x window / count, rounded up (exact, in nanoseconds).
+fn refill_seconds(spec: &RateLimitSpec) -> u128 {
+    let burst = u128::from(spec.burst.max(1));
+    let count = u128::from(spec.count.max(1));
+    (burst * spec.window.as_nanos()).div_ceil(count * 1_000_000_000)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,12 +124,8 @@ impl<C: Clock + Clone> RateLimit<C> {
         let quota = Quota::with_period(per_token.max(Duration::from_nanos(1)))
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
-        let policy = format!(
-            "\"{}\";q={};w={}",
-            spec.name,
-            spec.count,
-            spec.window.as_secs()
-        );
+        // Built once per route; every response shares it.
+        let policy = format!("\"{}\";q={};w={}", spec.name, burst, refill_seconds(&spec));
         RateLimit {
             spec,
             limiter: RateLimiter::dashmap_with_clock(quota, clock.clone())
@@ -241,7 +252,8 @@ mod tests {
         let key = Key::Ip("10.0.0.1".parse().unwrap());
         for i in 0..10u32 {
             let s = l.check(&key).unwrap();
-            assert_eq!(s.policy, "\"test\";q=100;w=60");
+            // q is the burst; a drained bucket of 10 refills in 6 s.
+            assert_eq!(s.policy, "\"test\";q=10;w=6");
             assert_eq!(
                 s.limit,
                 format!("\"test\";r={};t={}", 9 - i, if i == 9 { 1 } else { 0 }).as_str()
@@ -286,6 +298,81 @@ mod tests {
                     proptest::prop_assert_eq!(admitted, (i as u64 + 1).min(u64::from(burst)));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_burst_of_five_at_one_a_minute_quotes_its_burst() {
+        // Regression (issue 14, point 15): this answered `q=1;w=60`.
+        let l = limit(1, 60, 5);
+        for r in (0..5).rev() {
+            let s = l.check(&Key::Route).unwrap();
+            assert_eq!(s.policy, "\"test\";q=5;w=300");
+            assert_eq!(param(&s.limit, "r"), r);
+        }
+        let s = l.check(&Key::Route).unwrap_err();
+        assert_eq!(s.policy, "\"test\";q=5;w=300");
+        assert_eq!(s.limit, "\"test\";r=0;t=60");
+    }
+
+    /// The numeric parameters of a structured header value:
+    /// `"name";a=1;b=2` -> `[("a", 1), ("b", 2)]`.
+    fn params(v: &HeaderValue) -> Vec<(String, u64)> {
+        v.to_str()
+            .unwrap()
+            .split(';')
+            .skip(1)
+            .map(|p| {
+                let (k, n) = p.split_once('=').unwrap();
+                (k.to_owned(), n.parse().unwrap())
+            })
+            .collect()
+    }
+
+    fn param(v: &HeaderValue, name: &str) -> u64 {
+        params(v).into_iter().find(|(k, _)| k == name).unwrap().1
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Regression (issue 14, point 15): burst 5 at 1/min answered
+        /// `q=1;w=60` while `RateLimit` counted r=4..0. For any rate and
+        /// burst, every response, admitted or 429, has `0 <= r <= q`, `q`
+        /// is the burst, and `w` is the refill time of a drained bucket: all
+        /// `q` tokens are back after `w` seconds and not after `w - 1`.
+        #[test]
+        fn remaining_never_exceeds_the_quota_and_w_is_the_refill_time(
+            count in 1u32..200,
+            window_s in proptest::sample::select(vec![1u64, 60, 3600, 86_400]),
+            burst in 1u32..40,
+            gaps_ms in proptest::collection::vec(0u64..5000, 1..200),
+        ) {
+            let spec = RateLimitSpec { name: "p", count, window: Duration::from_secs(window_s), burst, key: RateKeyKind::Route };
+            let clock = governor::clock::FakeRelativeClock::default();
+            let l = RateLimit::with_clock(spec, clock.clone());
+            for gap in &gaps_ms {
+                clock.advance(Duration::from_millis(*gap));
+                let state = l.check(&Key::Route).unwrap_or_else(|denied| denied);
+                let (q, r) = (param(&state.policy, "q"), param(&state.limit, "r"));
+                proptest::prop_assert_eq!(q, u64::from(burst));
+                proptest::prop_assert!(r <= q, "r={} > q={}", r, q);
+            }
+            let w = param(&l.check(&Key::Route).unwrap_or_else(|d| d).policy, "w");
+            // w seconds after a drain, the whole quota is back; a second
+            // earlier it is not.
+            let refilled_after = |secs: u64| {
+                let clock = governor::clock::FakeRelativeClock::default();
+                let l = RateLimit::with_clock(spec, clock.clone());
+                for _ in 0..burst {
+                    let _ = l.check(&Key::Route);
+                }
+                clock.advance(Duration::from_secs(secs));
+                (0..burst).all(|_| l.check(&Key::Route).is_ok())
+            };
+            proptest::prop_assert!(w >= 1);
+            proptest::prop_assert!(refilled_after(w), "not refilled after w={}", w);
+            proptest::prop_assert!(!refilled_after(w - 1), "already refilled after w-1={}", w - 1);
         }
     }
 

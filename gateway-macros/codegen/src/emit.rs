@@ -115,6 +115,8 @@ fn gateway_const(c: &Checked) -> TokenStream {
         ms(g.drain_ms),
         ms(g.header_read_ms),
     );
+    let max_head = usize::try_from(g.limits.max_head).unwrap_or(usize::MAX);
+    let max_headers = g.limits.max_headers as usize;
     let (tls_ref, tls_const) = match &g.tls {
         Some(t) => (quote!(Some(&TLS)), tls_const(t)),
         None => (quote!(None), quote!()),
@@ -131,6 +133,10 @@ fn gateway_const(c: &Checked) -> TokenStream {
             upstream_timeout: #upstream,
             drain_timeout: #drain,
             header_read_timeout: #header,
+            limits: rt::LimitsSpec {
+                max_head: #max_head,
+                max_headers: #max_headers,
+            },
             tls: #tls_ref,
         };
         #tls_const
@@ -299,7 +305,7 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
     let inbound_v2 = r.auth.service.as_ref().is_some_and(|s| s.v2);
     let signs_body = |i: usize| c.services[i].identity.kind == IdentityKind::Hmac;
     let outbound_v2 = signs_body(r.service)
-        || r.canary.as_ref().is_some_and(|(i, _, _)| signs_body(*i))
+        || r.canary.as_ref().is_some_and(|c| signs_body(c.service))
         || r.versions
             .as_ref()
             .is_some_and(|v| v.live.iter().any(|x| signs_body(x.service)));
@@ -343,9 +349,17 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
         None => quote!(None),
     };
     let canary = match &r.canary {
-        Some((svc, bp, header)) => {
-            let svc = service_ident(&c.services[*svc].name);
-            quote!(Some(rt::CanarySpec { service: service::#svc, basis_points: #bp, header: #header }))
+        Some(canary) => {
+            let svc = service_ident(&c.services[canary.service].name);
+            let (bp, header) = (canary.basis_points, &canary.header);
+            let (force_canary, force_stable) = (&canary.force_canary, &canary.force_stable);
+            quote!(Some(rt::CanarySpec {
+                service: service::#svc,
+                basis_points: #bp,
+                header: #header,
+                force_canary: #force_canary,
+                force_stable: #force_stable,
+            }))
         }
         None => quote!(None),
     };

@@ -50,6 +50,9 @@ pub struct Gateway {
     /// Gateway-wide timeouts.
     #[serde(default, deserialize_with = "null_as_default")]
     pub timeouts: Timeouts,
+    /// Gateway-wide limits on what a client may send.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub limits: Limits,
     /// TLS termination and client certificates.
     pub tls: Option<auth::Tls>,
     /// JWT verification settings.
@@ -70,6 +73,17 @@ pub struct Timeouts {
     pub drain: Option<String>,
     /// Time a client has to send its request head. Default `10s`.
     pub header_read: Option<String>,
+}
+
+/// `gateway.limits:` what one client may send, gateway-wide.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request head: the request line and headers over HTTP/1,
+    /// the header list over HTTP/2, as a size (`64KiB`). Default `64KiB`.
+    pub max_head: Option<String>,
+    /// The most header fields in a request. Default 100.
+    pub max_headers: Option<u32>,
 }
 
 /// An upstream service.

@@ -5,6 +5,7 @@
 //! line and column of the value at fault.
 
 pub mod auth;
+pub mod limits;
 pub mod pattern;
 pub mod traffic;
 pub mod values;
@@ -51,6 +52,8 @@ pub struct GatewayIr {
     pub drain_ms: u64,
     /// Client request-head deadline.
     pub header_read_ms: u64,
+    /// What one client may send.
+    pub limits: limits::LimitsIr,
     /// JWT verification, when configured.
     pub jwt: Option<auth::JwtIr>,
     /// HMAC service auth, when configured.
@@ -117,8 +120,8 @@ pub struct RouteIr {
     pub cors: Option<traffic::CorsIr>,
     /// Explicit body limit in bytes.
     pub body_limit: Option<u64>,
-    /// Canary: (service index, weight in basis points, force header).
-    pub canary: Option<(usize, u32, String)>,
+    /// Canary.
+    pub canary: Option<CanaryIr>,
     /// Retries.
     pub retries: Option<traffic::RetriesIr>,
     /// API versions; `service` and `template` are then the default's.
@@ -236,6 +239,7 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         upstream_ms: dur("upstream", &g.timeouts.upstream, 30_000),
         drain_ms: dur("drain", &g.timeouts.drain, 30_000),
         header_read_ms: dur("header_read", &g.timeouts.header_read, 10_000),
+        limits: limits::check_limits(cx, &at.key("limits"), &g.limits),
         jwt: None,
         service_auth: None,
         tls: None,
@@ -367,6 +371,21 @@ fn check_secret_reuse(cx: &mut Ctx<'_>, g: &GatewayIr, services: &[ServiceIr]) {
     }
 }
 
+/// A route's canary, checked.
+#[derive(Debug, Clone)]
+pub struct CanaryIr {
+    /// Index of the canary service.
+    pub service: usize,
+    /// Share of consumers, in basis points.
+    pub basis_points: u32,
+    /// Lower-case header forcing a side.
+    pub header: String,
+    /// The header value that forces the canary.
+    pub force_canary: String,
+    /// The header value that forces the route's own service.
+    pub force_stable: String,
+}
+
 /// A canary gets a share of a route's traffic on another service with the
 /// same upstream template; the share is per consumer, so it must be a
 /// percentage and the service a different, declared one.
@@ -376,7 +395,7 @@ fn check_canary(
     c: &crate::spec::Canary,
     services: &[ServiceIr],
     primary: usize,
-) -> Option<(usize, u32, String)> {
+) -> Option<CanaryIr> {
     let idx = services.iter().position(|s| s.name == c.service);
     match idx {
         None => cx.error(
@@ -418,8 +437,55 @@ fn check_canary(
             },
         );
     }
+    let (force_canary, force_stable) = check_force_values(cx, &at.key("force_values"), c);
     let bp = (c.weight.clamp(0.0, 100.0) * 100.0).round() as u32;
-    Some((idx?, bp, header.to_ascii_lowercase()))
+    Some(CanaryIr {
+        service: idx?,
+        basis_points: bp,
+        header: header.to_ascii_lowercase(),
+        force_canary,
+        force_stable,
+    })
+}
+
+/// The force header's values are compared byte for byte with what a client
+/// sends, so each must be something a header can carry exactly (an HTTP
+/// token: no spaces, which proxies may trim, no commas, which may join
+/// values), and the two must differ or one side could never be forced.
+fn check_force_values(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    c: &crate::spec::Canary,
+) -> (String, String) {
+    let given = c.force_values.clone().unwrap_or_default();
+    let canary = given.canary.unwrap_or_else(|| "always".into());
+    let stable = given.stable.unwrap_or_else(|| "never".into());
+    for (side, value) in [("canary", &canary), ("stable", &stable)] {
+        if !traffic::token_ok(value) {
+            let message = if value.is_empty() {
+                format!("the `{side}` force value is empty")
+            } else {
+                format!("`{value}` cannot be matched as a header value")
+            };
+            cx.error(
+                &at.key(side),
+                Problem {
+                    message,
+                    help: "use one word of letters, digits, `-`, `_` or `.`, e.g. `canary`".into(),
+                },
+            );
+        }
+    }
+    if canary == stable {
+        cx.error(
+            &at.key("stable"),
+            Problem {
+                message: format!("`{stable}` would force both sides"),
+                help: "give `canary` and `stable` different values (the defaults are `always` and `never`)".into(),
+            },
+        );
+    }
+    (canary, stable)
 }
 
 type Upstreams = (
@@ -781,7 +847,7 @@ fn check_route(
         .and_then(|c| check_canary(cx, &at.key("canary"), c, services, service));
     // Every service the route may reach: its own, a canary, each version.
     let reachable = std::iter::once(service)
-        .chain(canary.as_ref().map(|c| c.0))
+        .chain(canary.as_ref().map(|c| c.service))
         .chain(
             versions
                 .iter()

@@ -53,9 +53,12 @@ fn policy_text(c: &Checked, r: &RouteIr) -> String {
             format!("cors={}", cors.origins.join("|"))
         });
     }
-    if let Some((svc, bp, _)) = &r.canary {
-        let name = &c.services[*svc].name;
-        parts.push(format!("canary={}%->{name}", *bp as f64 / 100.0));
+    if let Some(canary) = &r.canary {
+        let name = &c.services[canary.service].name;
+        parts.push(format!(
+            "canary={}%->{name}",
+            canary.basis_points as f64 / 100.0
+        ));
     }
     if let Some(v) = &r.versions {
         let live: Vec<String> = v

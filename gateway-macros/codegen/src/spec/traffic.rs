@@ -60,9 +60,22 @@ pub struct Canary {
     pub service: String,
     /// Percent of consumers sent to it, 0 to 100 (decimals allowed).
     pub weight: f64,
-    /// Request header forcing a side: `always` (canary) or `never`.
-    /// Default `X-Canary`.
+    /// Request header forcing a side. Default `X-Canary`.
     pub header: Option<String>,
+    /// The values of `header` that force each side. Default `always`
+    /// (canary) and `never` (stable).
+    pub force_values: Option<CanaryForceValues>,
+}
+
+/// `canary.force_values:` the words that force each side, so a team can
+/// use the ones its tooling already sends.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryForceValues {
+    /// Sends the request to the canary service. Default `always`.
+    pub canary: Option<String>,
+    /// Sends the request to the route's own service. Default `never`.
+    pub stable: Option<String>,
 }
 
 /// `retries:` of a policy.

@@ -144,3 +144,30 @@ routes:
     let future = crate::compile_str("gateway.yaml", &spec("2099-06-30")).unwrap();
     assert_eq!(future.warnings().warnings().count(), 0);
 }
+
+#[test]
+fn head_limits_accept_what_hyper_can_honour() {
+    use super::limits::{max_head, max_headers};
+    for (text, want) in [
+        ("8KiB", Some(8 * 1024)),
+        ("64KiB", Some(64 * 1024)),
+        ("1MiB", Some(1 << 20)),
+        ("8191", None),
+        ("4KiB", None),
+        ("1025KiB", None),
+        ("99999999999999999999GiB", None),
+        ("64 KiB", None),
+        ("lots", None),
+    ] {
+        assert_eq!(max_head(text).ok(), want, "{text}");
+    }
+    for (n, ok) in [
+        (0, false),
+        (1, true),
+        (100, true),
+        (1000, true),
+        (1001, false),
+    ] {
+        assert_eq!(max_headers(n).is_ok(), ok, "{n}");
+    }
+}

@@ -73,6 +73,18 @@ pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
 
 /// `10MiB`, `512KiB`, `1000000` -> bytes; at most 1 GiB.
 pub fn parse_size(s: &str) -> Result<u64, Problem> {
+    let bytes = size_bytes(s)?;
+    if bytes == 0 || bytes > 1 << 30 {
+        return Err(problem(
+            format!("body limit `{s}` is out of range"),
+            "use between 1 byte and 1GiB",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `10MiB`, `512KiB`, `1000000` -> bytes (saturating), range unchecked.
+pub fn size_bytes(s: &str) -> Result<u64, Problem> {
     let help = "write bytes with an optional unit: `512KiB`, `10MiB`, `1GiB`, `100000`";
     let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(digits);
@@ -89,14 +101,7 @@ pub fn parse_size(s: &str) -> Result<u64, Problem> {
         "GB" => 1_000_000_000,
         _ => return Err(problem(format!("`{s}` has an unknown unit"), help)),
     };
-    let bytes = n.saturating_mul(scale);
-    if bytes == 0 || bytes > 1 << 30 {
-        return Err(problem(
-            format!("body limit `{s}` is out of range"),
-            "use between 1 byte and 1GiB",
-        ));
-    }
-    Ok(bytes)
+    Ok(n.saturating_mul(scale))
 }
 
 /// A rate limit's IR, without diagnostics (they were reported where the
@@ -184,7 +189,8 @@ pub(super) fn check_rate_limit(
     })
 }
 
-fn token_ok(s: &str) -> bool {
+/// Whether `s` is an HTTP token (RFC 9110 §5.6.2).
+pub(crate) fn token_ok(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
