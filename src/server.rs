@@ -76,6 +76,11 @@ pub struct Gateway<S: Spec> {
     access_log: AccessSink,
     /// Each route's retry budget, by route index.
     budgets: Vec<crate::policy::retry::RetryBudget>,
+    /// The client-claimed headers some service allows
+    /// (`allow_client_headers`), as a mask over
+    /// [`headers::CLIENT_CLAIMED`]: phase 1 leaves these for
+    /// `upstream_head` to judge.
+    claimed_allowed: u16,
 }
 
 impl<S: Spec> std::fmt::Debug for Gateway<S> {
@@ -196,6 +201,9 @@ impl<S: Spec> Gateway<S> {
                     .unwrap_or(0);
                 (0..n).map(|_| Default::default()).collect()
             },
+            claimed_allowed: S::SERVICES
+                .iter()
+                .fold(0, |m, s| m | headers::claimed_mask(s.allow_client_headers)),
         })
     }
 
@@ -476,6 +484,11 @@ impl<S: Spec> Gateway<S> {
         };
         parts.uri = proxy::upstream_uri(upstream, pq)?;
         parts.version = http::Version::HTTP_11;
+        if fwd.claimed {
+            // Only now is the service known (issue 13 §4).
+            let allowed = S::SERVICES.get(service).map_or(&[][..], |s| s.allow_client_headers);
+            headers::strip_claimed(&mut parts.headers, allowed);
+        }
         let trusted_peer = self.trusted.contains(ctx.peer.ip());
         headers::set_upstream(&mut parts.headers, ctx, fwd, trusted_peer, &self.via);
         parts
@@ -530,7 +543,12 @@ impl<S: Spec> Gateway<S> {
             parts.headers.remove(headers::name::TRACESTATE);
         }
         let signing = SigningHeaders::read(&parts.headers);
-        let fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
+        let fwd = headers::strip_client(
+            &mut parts.headers,
+            parts.uri.authority(),
+            parts.version,
+            self.claimed_allowed,
+        );
         let client_ip = headers::client_ip(conn.peer.ip(), &fwd, &self.trusted);
         let mut ctx = RequestCtx {
             ids,
