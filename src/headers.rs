@@ -256,11 +256,14 @@ fn disguised(name: &str) -> bool {
         return false;
     }
     let folded = |b: u8| if b == b'_' { b'-' } else { b };
-    let is = |want: &str| {
-        want.len() == name.len() && name.bytes().map(folded).eq(want.bytes())
-    };
+    let is = |want: &str| want.len() == name.len() && name.bytes().map(folded).eq(want.bytes());
     let starts = |prefix: &str| {
-        name.len() > prefix.len() && name.bytes().take(prefix.len()).map(folded).eq(prefix.bytes())
+        name.len() > prefix.len()
+            && name
+                .bytes()
+                .take(prefix.len())
+                .map(folded)
+                .eq(prefix.bytes())
     };
     STRIPPED
         .iter()

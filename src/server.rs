@@ -486,7 +486,9 @@ impl<S: Spec> Gateway<S> {
         parts.version = http::Version::HTTP_11;
         if fwd.claimed {
             // Only now is the service known (issue 13 §4).
-            let allowed = S::SERVICES.get(service).map_or(&[][..], |s| s.allow_client_headers);
+            let allowed = S::SERVICES
+                .get(service)
+                .map_or(&[][..], |s| s.allow_client_headers);
             headers::strip_claimed(&mut parts.headers, allowed);
         }
         let trusted_peer = self.trusted.contains(ctx.peer.ip());

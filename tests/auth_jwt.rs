@@ -745,14 +745,46 @@ async fn claims_that_cannot_be_forwarded_fail_closed() {
             .count()
     };
     let cases = [
-        ("a control character in the subject", json!({"sub": "dave\u{1}"}), "invalid_claim_subject"),
-        ("a space around the subject", json!({"sub": "dave "}), "invalid_claim_subject"),
-        ("one bad role among good ones", json!({"roles": ["viewer", "ad\u{1}min", "editor"]}), "invalid_claim_roles"),
-        ("a comma inside a role", json!({"roles": ["viewer,admin"]}), "invalid_claim_roles"),
-        ("an empty role", json!({"roles": ["viewer", ""]}), "invalid_claim_roles"),
-        ("a control character in the tenant", json!({"org": "acme\u{1}"}), "invalid_claim_tenant"),
-        ("a tenant that is not a string", json!({"org": ["acme", "globex"]}), "invalid_claim_tenant"),
-        ("an empty tenant", json!({"org": ""}), "invalid_claim_tenant"),
+        (
+            "a control character in the subject",
+            json!({"sub": "dave\u{1}"}),
+            "invalid_claim_subject",
+        ),
+        (
+            "a space around the subject",
+            json!({"sub": "dave "}),
+            "invalid_claim_subject",
+        ),
+        (
+            "one bad role among good ones",
+            json!({"roles": ["viewer", "ad\u{1}min", "editor"]}),
+            "invalid_claim_roles",
+        ),
+        (
+            "a comma inside a role",
+            json!({"roles": ["viewer,admin"]}),
+            "invalid_claim_roles",
+        ),
+        (
+            "an empty role",
+            json!({"roles": ["viewer", ""]}),
+            "invalid_claim_roles",
+        ),
+        (
+            "a control character in the tenant",
+            json!({"org": "acme\u{1}"}),
+            "invalid_claim_tenant",
+        ),
+        (
+            "a tenant that is not a string",
+            json!({"org": ["acme", "globex"]}),
+            "invalid_claim_tenant",
+        ),
+        (
+            "an empty tenant",
+            json!({"org": ""}),
+            "invalid_claim_tenant",
+        ),
     ];
     for (what, extra, reason) in cases {
         let t = token(extra);
@@ -764,7 +796,10 @@ async fn claims_that_cannot_be_forwarded_fail_closed() {
             let last = ev.last().unwrap();
             assert_eq!(last["reason"], reason, "{what}");
             let logged = last.to_string();
-            assert!(!logged.contains("\\u0001") && !logged.contains("dave"), "{what}: {logged}");
+            assert!(
+                !logged.contains("\\u0001") && !logged.contains("dave"),
+                "{what}: {logged}"
+            );
         }
         assert_eq!(upstream_calls(), 0, "{what}: forwarded");
     }

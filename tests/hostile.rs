@@ -1040,10 +1040,18 @@ async fn http2_without_authority_or_host_is_refused() {
     ];
     for (case, block, want) in cases {
         let mut h2 = H2::handshake(f.gw.addr).await;
-        let frame = Frame::encode(wire::HEADERS, wire::END_STREAM | wire::END_HEADERS, 1, &block);
+        let frame = Frame::encode(
+            wire::HEADERS,
+            wire::END_STREAM | wire::END_HEADERS,
+            1,
+            &block,
+        );
         h2.s.write_all(&frame).await.unwrap();
         let head = loop {
-            let fr = h2.next().await.unwrap_or_else(|| panic!("{case}: no answer"));
+            let fr = h2
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("{case}: no answer"));
             if fr.kind == wire::HEADERS && fr.stream == 1 {
                 break fr;
             }
@@ -1073,7 +1081,10 @@ async fn overlong_utf8_dots_and_slashes_are_refused() {
         let reply = exchange(f.gw.addr, req.as_bytes()).await;
         check_refusal(path, &reply, Refusal::Gateway(400));
         let body = responses(&reply.bytes)[0].json();
-        assert_eq!(body["error"], "Invalid path: overlong UTF-8 encoding", "{path}");
+        assert_eq!(
+            body["error"], "Invalid path: overlong UTF-8 encoding",
+            "{path}"
+        );
         f.assert_nothing_forwarded(path);
     }
     // A well-formed multi-byte character still passes.

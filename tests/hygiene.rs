@@ -291,12 +291,12 @@ fn the_compiler_and_the_runtime_agree_on_client_claimed_headers() {
         .map(|h| h.to_ascii_lowercase())
         .collect();
     let claimed = gateway::headers::CLIENT_CLAIMED;
-    let runtime: Vec<&str> = claimed
-        .iter()
-        .map(http::HeaderName::as_str)
-        .collect();
+    let runtime: Vec<&str> = claimed.iter().map(http::HeaderName::as_str).collect();
     assert_eq!(compiler, runtime);
-    let ours: Vec<String> = CLIENT_CLAIMED.iter().map(|h| h.to_ascii_lowercase()).collect();
+    let ours: Vec<String> = CLIENT_CLAIMED
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
     assert_eq!(ours, runtime);
 }
 
