@@ -574,6 +574,61 @@ mod names_tests {
     }
 
     #[test]
+    fn underscore_spellings_are_read_as_cgi_reads_them() {
+        for n in [
+            "x_user_id",
+            "content_length",
+            "transfer_encoding",
+            "keep_alive",
+            "true_client_ip",
+            "x-original_host",
+            "x_forwarded_anything",
+            "x_internal_x",
+            "x_correlation_id",
+        ] {
+            assert!(disguised(n), "{n}");
+        }
+        for n in [
+            "x_custom",
+            "x-user-id",
+            "content_lengthx",
+            "x_forwarded_",
+            "te",
+        ] {
+            assert!(!disguised(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn host_rules_by_version() {
+        use http::Version as V;
+        let host = |v: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = v {
+                h.insert(header::HOST, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let auth = |a: &str| a.parse::<http::uri::Authority>().unwrap();
+        let gw = auth("gw");
+        let cases = [
+            (host(Some("gw")), None, V::HTTP_11, true),
+            (host(None), None, V::HTTP_11, false),
+            (host(None), Some(&gw), V::HTTP_11, false),
+            (host(None), None, V::HTTP_10, true),
+            (host(None), None, V::HTTP_2, false),
+            (host(None), Some(&gw), V::HTTP_2, true),
+            (host(Some("gw")), None, V::HTTP_2, true),
+            (host(Some("u:p@gw")), None, V::HTTP_11, false),
+        ];
+        for (h, a, v, ok) in &cases {
+            assert_eq!(host_problem(h, *a, *v).is_none(), *ok, "{h:?} {a:?} {v:?}");
+        }
+        let userinfo = auth("u:p@gw");
+        assert!(host_problem(&host(Some("gw")), Some(&userinfo), V::HTTP_11).is_some());
+    }
+
+    #[test]
     fn stripped_names_are_owned_and_overrides() {
         let want: Vec<&str> = OWNED.iter().chain(&OVERRIDES).copied().collect();
         let stripped = STRIPPED;
