@@ -237,6 +237,7 @@ mod tests {
             tls_ca_env: None,
             tls_client_cert: None,
             connect_timeout: None,
+            allow_client_headers: &[],
         };
         let u = upstream_url(&s, &StartupEnv::default()).unwrap();
         assert_eq!(u.authority.as_str(), "localhost:8001");

@@ -122,6 +122,53 @@ pub const OVERRIDES: [&str; 6] = [
     "x-real-ip",
 ];
 
+/// Headers that upstream frameworks commonly trust for the client's
+/// address or user (issue 13 §4), as `X-Real-IP` above. Stripped from
+/// every client request unless the route's service lists them in
+/// `allow_client_headers` (gateway.yaml); the spec compiler accepts no
+/// other names there (`gateway_codegen::validate::values::CLIENT_HEADERS`,
+/// the same list, in the same order).
+pub const CLIENT_CLAIMED: [HeaderName; 13] = [
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("x-original-forwarded-for"),
+    HeaderName::from_static("x-envoy-external-address"),
+    HeaderName::from_static("remote-user"),
+    HeaderName::from_static("x-remote-user"),
+    HeaderName::from_static("x-authenticated-user"),
+    HeaderName::from_static("x-auth-request-user"),
+    HeaderName::from_static("x-consumer-id"),
+    HeaderName::from_static("x-original-host"),
+];
+
+/// The bit of `n` in a mask over [`CLIENT_CLAIMED`], or 0 for any other
+/// name.
+fn claimed_bit(n: &HeaderName) -> u16 {
+    CLIENT_CLAIMED
+        .iter()
+        .position(|c| c == n)
+        .map_or(0, |i| 1 << i)
+}
+
+/// A mask over [`CLIENT_CLAIMED`] of the names a service allows
+/// (`ServiceSpec::allow_client_headers`, lower case). Names outside the
+/// list add nothing: the spec compiler refuses them.
+pub fn claimed_mask(allowed: &[&str]) -> u16 {
+    allowed.iter().fold(0, |m, a| {
+        m | CLIENT_CLAIMED
+            .iter()
+            .position(|c| c.as_str().eq_ignore_ascii_case(a))
+            .map_or(0, |i| 1 << i)
+    })
+}
+
+/// Names whose underscore spelling is also dropped, besides those the
+/// gateway strips anyway: message framing, which must have one meaning.
+const FRAMING: [HeaderName; 1] = [header::CONTENT_LENGTH];
+
 /// Removes the headers named in `Connection`, the hop-by-hop headers, and
 /// every other header `also` picks, in one pass (requests and responses).
 pub fn strip_hop_by_hop(h: &mut HeaderMap, also: impl Fn(&HeaderName) -> bool) {
@@ -193,24 +240,40 @@ pub struct ClientForwarded {
     pub request_host: Option<HeaderValue>,
     /// A framing problem that makes the request unacceptable.
     pub rejection: Option<ErrorKind>,
+    /// A [`CLIENT_CLAIMED`] header some service allows is still present
+    /// (see [`strip_client`]'s `keep`).
+    pub claimed: bool,
 }
 
-/// Whether a header name is, read the way CGI-style servers read names
-/// (`_` as `-`), one the gateway owns. Such spellings are dropped so that
-/// `X-User_Id` cannot become `HTTP_X_USER_ID` upstream.
+/// Whether a header name is, read the way CGI/WSGI-style servers read
+/// names (`_` as `-`), one the gateway strips, owns or frames with. Such
+/// spellings are dropped so that `X-User_Id` cannot become
+/// `HTTP_X_USER_ID` upstream, nor `Content_Length` a second
+/// `CONTENT_LENGTH` next to the real one. Compares in place: no
+/// allocation.
 fn disguised(name: &str) -> bool {
     if !name.contains('_') {
         return false;
     }
-    let n = name.replace('_', "-");
-    OWNED.contains(&n.as_str())
-        || OVERRIDES.contains(&n.as_str())
-        || n.starts_with("x-forwarded-")
-        || n.starts_with("x-internal-")
-        || matches!(
-            n.as_str(),
-            "authorization" | "x-service-token" | "x-correlation-id" | "traceparent"
-        )
+    let folded = |b: u8| if b == b'_' { b'-' } else { b };
+    let is = |want: &str| want.len() == name.len() && name.bytes().map(folded).eq(want.bytes());
+    let starts = |prefix: &str| {
+        name.len() > prefix.len()
+            && name
+                .bytes()
+                .take(prefix.len())
+                .map(folded)
+                .eq(prefix.bytes())
+    };
+    STRIPPED
+        .iter()
+        .chain(&HOP_BY_HOP)
+        .chain(&CLIENT_CLAIMED)
+        .chain(&FRAMING)
+        .any(|n| is(n.as_str()))
+        || starts("x-forwarded-")
+        || starts("x-internal-")
+        || ["x-service-token", "x-correlation-id"].into_iter().any(is)
 }
 
 /// Whether an HTTP/2 request carries more than `max` header fields
@@ -230,9 +293,16 @@ pub fn h2_over_field_limit(parts: &http::request::Parts, max: usize) -> bool {
 
 /// Strips every header the gateway owns from a client request, returning
 /// the forwarding information it needs later. Runs before any policy.
+///
+/// `authority` is the request target's (absolute form, or HTTP/2's
+/// `:authority`). `keep` is a mask over [`CLIENT_CLAIMED`]: the names some
+/// service allows, left in place for now; [`strip_claimed`] removes them
+/// once the service is known, unless it is one that allows them.
 pub fn strip_client(
     h: &mut HeaderMap,
     authority: Option<&http::uri::Authority>,
+    version: http::Version,
+    keep: u16,
 ) -> ClientForwarded {
     let joined = |h: &HeaderMap, n: HeaderName| -> Option<HeaderValue> {
         let mut vals = h.get_all(n).iter();
@@ -248,11 +318,7 @@ pub fn strip_client(
         }
         HeaderValue::from_bytes(&all).ok()
     };
-    let mut rejection = None;
-    if h.get_all(header::HOST).iter().count() > 1 {
-        // RFC 9112 §3.2: a request with more than one Host is invalid.
-        rejection = Some(ErrorKind::BadRequest("Invalid Host header"));
-    }
+    let mut rejection = host_problem(h, authority, version);
     // hyper decodes `chunked` only; any other coding would reach the
     // upstream undecoded and unannounced (RFC 9112 §6.1: 501).
     let te_ok = h
@@ -270,11 +336,58 @@ pub fn strip_client(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             .or_else(|| h.get(header::HOST).cloned()),
         rejection,
+        claimed: keep != 0 && h.keys().any(|k| claimed_bit(k) & keep != 0),
     };
     strip_hop_by_hop(h, |n| {
-        STRIPPED.contains(n) || n.as_str().starts_with("x-forwarded-") || disguised(n.as_str())
+        STRIPPED.contains(n)
+            || claimed_bit(n) & !keep != 0
+            || n.as_str().starts_with("x-forwarded-")
+            || disguised(n.as_str())
     });
     fwd
+}
+
+/// What is wrong with the host a request names, if anything. RFC 9112
+/// §3.2: an HTTP/1.1 request without `Host`, or with more than one, is
+/// 400 (HTTP/1.0 predates `Host`; HTTP/2 may carry `:authority`
+/// instead). A target or `Host` with userinfo (`u:p@host`) is refused, as
+/// nginx does: it would travel on as `X-Forwarded-Host`.
+fn host_problem(
+    h: &HeaderMap,
+    authority: Option<&http::uri::Authority>,
+    version: http::Version,
+) -> Option<ErrorKind> {
+    let mut hosts = h.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Some(ErrorKind::BadRequest("Invalid Host header"));
+    }
+    let missing = match version {
+        http::Version::HTTP_09 | http::Version::HTTP_10 => false,
+        http::Version::HTTP_11 => host.is_none(),
+        _ => host.is_none() && authority.is_none(),
+    };
+    if missing {
+        return Some(ErrorKind::BadRequest("Missing Host header"));
+    }
+    if authority.is_some_and(|a| a.as_str().contains('@')) {
+        return Some(ErrorKind::BadRequest(
+            "Invalid request target: userinfo is not allowed",
+        ));
+    }
+    if host.is_some_and(|v| v.as_bytes().contains(&b'@')) {
+        return Some(ErrorKind::BadRequest("Invalid Host header"));
+    }
+    None
+}
+
+/// Removes the [`CLIENT_CLAIMED`] headers phase 1 left in place for some
+/// service, unless `allowed` (the chosen service's
+/// `allow_client_headers`) names them. Runs only when
+/// [`ClientForwarded::claimed`] says such a header is there.
+pub fn strip_claimed(h: &mut HeaderMap, allowed: &[&str]) {
+    let allow = claimed_mask(allowed);
+    remove_where(h, |n| claimed_bit(n) & !allow != 0);
 }
 
 /// The client address: the peer, or, when the peer is a trusted proxy, the
@@ -468,11 +581,66 @@ mod names_tests {
         }
         add("accept", "*/*");
         add("x-custom", "kept");
-        let fwd = strip_client(&mut h, None);
+        let fwd = strip_client(&mut h, None, http::Version::HTTP_11, 0);
         assert_eq!(fwd.for_chain.unwrap(), "1.2.3.4");
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-custom"]);
+    }
+
+    #[test]
+    fn underscore_spellings_are_read_as_cgi_reads_them() {
+        for n in [
+            "x_user_id",
+            "content_length",
+            "transfer_encoding",
+            "keep_alive",
+            "true_client_ip",
+            "x-original_host",
+            "x_forwarded_anything",
+            "x_internal_x",
+            "x_correlation_id",
+        ] {
+            assert!(disguised(n), "{n}");
+        }
+        for n in [
+            "x_custom",
+            "x-user-id",
+            "content_lengthx",
+            "x_forwarded_",
+            "te",
+        ] {
+            assert!(!disguised(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn host_rules_by_version() {
+        use http::Version as V;
+        let host = |v: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(v) = v {
+                h.insert(header::HOST, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let auth = |a: &str| a.parse::<http::uri::Authority>().unwrap();
+        let gw = auth("gw");
+        let cases = [
+            (host(Some("gw")), None, V::HTTP_11, true),
+            (host(None), None, V::HTTP_11, false),
+            (host(None), Some(&gw), V::HTTP_11, false),
+            (host(None), None, V::HTTP_10, true),
+            (host(None), None, V::HTTP_2, false),
+            (host(None), Some(&gw), V::HTTP_2, true),
+            (host(Some("gw")), None, V::HTTP_2, true),
+            (host(Some("u:p@gw")), None, V::HTTP_11, false),
+        ];
+        for (h, a, v, ok) in &cases {
+            assert_eq!(host_problem(h, *a, *v).is_none(), *ok, "{h:?} {a:?} {v:?}");
+        }
+        let userinfo = auth("u:p@gw");
+        assert!(host_problem(&host(Some("gw")), Some(&userinfo), V::HTTP_11).is_some());
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct Gateway<S: Spec> {
     access_log: AccessSink,
     /// Each route's retry budget, by route index.
     budgets: Vec<crate::policy::retry::RetryBudget>,
+    /// The client-claimed headers some service allows
+    /// (`allow_client_headers`), as a mask over
+    /// [`headers::CLIENT_CLAIMED`]: phase 1 leaves these for
+    /// `upstream_head` to judge.
+    claimed_allowed: u16,
 }
 
 impl<S: Spec> std::fmt::Debug for Gateway<S> {
@@ -192,6 +197,9 @@ impl<S: Spec> Gateway<S> {
                     .unwrap_or(0);
                 (0..n).map(|_| Default::default()).collect()
             },
+            claimed_allowed: S::SERVICES
+                .iter()
+                .fold(0, |m, s| m | headers::claimed_mask(s.allow_client_headers)),
         })
     }
 
@@ -465,6 +473,13 @@ impl<S: Spec> Gateway<S> {
         };
         parts.uri = proxy::upstream_uri(upstream, pq)?;
         parts.version = http::Version::HTTP_11;
+        if fwd.claimed {
+            // Only now is the service known (issue 13 §4).
+            let allowed = S::SERVICES
+                .get(service)
+                .map_or(&[][..], |s| s.allow_client_headers);
+            headers::strip_claimed(&mut parts.headers, allowed);
+        }
         let trusted_peer = self.trusted.contains(ctx.peer.ip());
         headers::set_upstream(&mut parts.headers, ctx, fwd, trusted_peer, &self.via);
         parts
@@ -521,7 +536,12 @@ impl<S: Spec> Gateway<S> {
         let signing = SigningHeaders::read(&parts.headers);
         // Counted before stripping: the client sent them all.
         let too_many = headers::h2_over_field_limit(parts, S::GATEWAY.limits.max_headers);
-        let mut fwd = headers::strip_client(&mut parts.headers, parts.uri.authority());
+        let mut fwd = headers::strip_client(
+            &mut parts.headers,
+            parts.uri.authority(),
+            parts.version,
+            self.claimed_allowed,
+        );
         if too_many {
             fwd.rejection = Some(ErrorKind::HeadersTooLarge);
         }

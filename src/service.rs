@@ -341,6 +341,7 @@ pub enum ServiceError {
 ///     tls_ca_env: None,
 ///     tls_client_cert: None,
 ///     connect_timeout: None,
+///     allow_client_headers: &[],
 /// };
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

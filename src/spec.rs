@@ -106,6 +106,10 @@ pub struct ServiceSpec {
     /// Connect timeout for this service (`gateway.timeouts.connect`
     /// otherwise).
     pub connect_timeout: Option<Duration>,
+    /// Client headers this service trusts although the gateway strips them
+    /// by default (`allow_client_headers`, lower case; only names of
+    /// [`crate::headers::CLIENT_CLAIMED`]).
+    pub allow_client_headers: &'static [&'static str],
 }
 
 /// A set of HTTP methods as bits, in `Allow` order.

@@ -131,6 +131,11 @@ async fn missing_and_invalid_tokens_are_401_with_a_security_event() {
     let no_exp = sign_claims(&claims(json!({"exp": null})), JWT_SECRET);
     let wrong_iss = sign_claims(&claims(json!({"iss": "someone-else"})), JWT_SECRET);
     let no_iss = sign_claims(&claims(json!({"iss": null})), JWT_SECRET);
+    // RFC 7519: `iss` is one string; jsonwebtoken accepts a list holding it.
+    let iss_list = sign_claims(
+        &claims(json!({"iss": ["aegis-gateway", "evil"]})),
+        JWT_SECRET,
+    );
     let not_yet = sign_claims(&claims(json!({"nbf": now() + 600})), JWT_SECRET);
     let no_subject = sign_claims(&claims(json!({"user_id": null})), JWT_SECRET);
     let bad_roles = sign_claims(&claims(json!({"roles": "admin"})), JWT_SECRET);
@@ -194,6 +199,12 @@ async fn missing_and_invalid_tokens_are_401_with_a_security_event() {
             Some(bearer(&no_iss)),
             "Invalid token",
             "missing_claim",
+        ),
+        (
+            "issuer as a list",
+            Some(bearer(&iss_list)),
+            "Invalid token",
+            "malformed_issuer",
         ),
         (
             "not yet valid",
@@ -690,5 +701,115 @@ async fn audience_and_tenant_claims_when_configured() {
         .collect();
     assert_eq!(access[0]["caller"], "u1");
     assert_eq!(access[0]["tenant"], "acme");
+    gw.shutdown().await;
+}
+
+/// Issue 13 §3: a verified claim that cannot travel upstream exactly as
+/// signed (a control character, a role that is not one item of
+/// `X-User-Roles`, a tenant that is not a string) makes the token invalid:
+/// 401, a security event naming the claim but not its value, the upstream
+/// never called, and the refusal not cached (the same token is refused
+/// again, while a good token of the same user still passes).
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_that_cannot_be_forwarded_fail_closed() {
+    let up = echo_upstream("backend").await;
+    let lines = Lines::default();
+    let secret = "identity-jwt-secret";
+    let (gw, _) = start_shared::<identity::Spec>(
+        &[
+            ("ID_BACKEND_URL", format!("http://{up}")),
+            ("ID_JWT_SECRET", secret.into()),
+            ("ID_BILLING_SECRET", "b".into()),
+            ("ID_REPORTING_SECRET", "r".into()),
+            ("ID_SHARED_SECRET", "s".into()),
+            ("ID_SERVICE_TOKEN", "t".into()),
+        ],
+        AccessSink::Memory(lines.clone()),
+    )
+    .await;
+    let token = |extra: Value| {
+        let mut c = json!({"sub": "dave", "roles": ["viewer", "editor"], "iss": "id-issuer",
+            "aud": "gateway", "org": "acme", "exp": now() + 600});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        format!("Bearer {}", sign_claims(&c, secret))
+    };
+    let upstream_calls = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["target"] == "access" && !v["upstream"].is_null())
+            .count()
+    };
+    let cases = [
+        (
+            "a control character in the subject",
+            json!({"sub": "dave\u{1}"}),
+            "invalid_claim_subject",
+        ),
+        (
+            "a space around the subject",
+            json!({"sub": "dave "}),
+            "invalid_claim_subject",
+        ),
+        (
+            "one bad role among good ones",
+            json!({"roles": ["viewer", "ad\u{1}min", "editor"]}),
+            "invalid_claim_roles",
+        ),
+        (
+            "a comma inside a role",
+            json!({"roles": ["viewer,admin"]}),
+            "invalid_claim_roles",
+        ),
+        (
+            "an empty role",
+            json!({"roles": ["viewer", ""]}),
+            "invalid_claim_roles",
+        ),
+        (
+            "a control character in the tenant",
+            json!({"org": "acme\u{1}"}),
+            "invalid_claim_tenant",
+        ),
+        (
+            "a tenant that is not a string",
+            json!({"org": ["acme", "globex"]}),
+            "invalid_claim_tenant",
+        ),
+        (
+            "an empty tenant",
+            json!({"org": ""}),
+            "invalid_claim_tenant",
+        ),
+    ];
+    for (what, extra, reason) in cases {
+        let t = token(extra);
+        // Twice: a refused token is never cached as good.
+        for _ in 0..2 {
+            let got = get_with(&gw, "/user/x", &[("authorization", &t)]).await;
+            assert_401(&got, "Invalid token");
+            let ev = events(&lines);
+            let last = ev.last().unwrap();
+            assert_eq!(last["reason"], reason, "{what}");
+            let logged = last.to_string();
+            assert!(
+                !logged.contains("\\u0001") && !logged.contains("dave"),
+                "{what}: {logged}"
+            );
+        }
+        assert_eq!(upstream_calls(), 0, "{what}: forwarded");
+    }
+    // The same user with clean claims passes, with every header set.
+    let ok = get_with(&gw, "/user/x", &[("authorization", &token(json!({})))]).await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(upstream_calls(), 1);
+    let h = &ok.json()["headers"];
+    assert_eq!(h["x-user-id"], "dave");
+    assert_eq!(h["x-user-roles"], "viewer,editor");
+    assert_eq!(h["x-tenant-id"], "acme");
     gw.shutdown().await;
 }

@@ -1087,3 +1087,129 @@ async fn an_upstream_that_dies_mid_body_aborts_the_client_response() {
     }
     f.gw.shutdown().await;
 }
+
+// === hosts, userinfo and overlong paths (issue 13 §5) ===
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host` is 400 (JSON, never
+/// forwarded); HTTP/1.0 predates `Host` and is still served. A target or
+/// `Host` carrying userinfo (`u:p@host`) is refused, as nginx does,
+/// instead of travelling on as `X-Forwarded-Host: u:p@host`.
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_hosts_and_userinfo_are_refused() {
+    use Refusal::Gateway;
+    let f = fixture().await;
+    let cases: [(&str, &str, Refusal); 5] = [
+        (
+            "HTTP/1.1 without Host",
+            "GET /echo/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+            Gateway(400),
+        ),
+        (
+            "HTTP/1.1 absolute-form without Host",
+            "GET http://gw/echo/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+            Gateway(400),
+        ),
+        (
+            "userinfo in an absolute-form target",
+            "GET http://u:p@gw/echo/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+            Gateway(400),
+        ),
+        (
+            "a user alone in an absolute-form target",
+            "GET http://admin@gw/echo/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+            Gateway(400),
+        ),
+        (
+            "userinfo in Host",
+            "GET /echo/x HTTP/1.1\r\nHost: u:p@gw\r\nConnection: close\r\n\r\n",
+            Gateway(400),
+        ),
+    ];
+    for (case, request, want) in cases {
+        assert_refused(&f, case, request.as_bytes(), want).await;
+    }
+    let old = exchange(f.gw.addr, b"GET /echo/old HTTP/1.0\r\n\r\n").await;
+    let rs = responses(&old.bytes);
+    assert_eq!(rs[0].status, 200, "HTTP/1.0 without Host is still served");
+    assert_eq!(f.rec.seen().len(), 1);
+    f.gw.shutdown().await;
+}
+
+/// Over HTTP/2, `:authority` takes the place of `Host`; a request with
+/// neither is 400 and never forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_without_authority_or_host_is_refused() {
+    let f = fixture().await;
+    // :method GET, :scheme http, :path /echo/h2 (literals, static table).
+    let mut bare = vec![0x82, 0x86, 0x04, 8];
+    bare.extend_from_slice(b"/echo/h2");
+    let mut with_host = bare.clone();
+    // `host: gw`, literal without indexing, name from static index 38.
+    with_host.extend_from_slice(&[0x0f, 0x17, 2, b'g', b'w']);
+    let cases: [(&str, Vec<u8>, u8); 3] = [
+        ("no :authority, no host", bare, 0x8c),
+        ("host without :authority", with_host, 0x88),
+        (
+            ":authority",
+            wire::get_request(1, "/echo/h2")[9..].to_vec(),
+            0x88,
+        ),
+    ];
+    for (case, block, want) in cases {
+        let mut h2 = H2::handshake(f.gw.addr).await;
+        let frame = Frame::encode(
+            wire::HEADERS,
+            wire::END_STREAM | wire::END_HEADERS,
+            1,
+            &block,
+        );
+        h2.s.write_all(&frame).await.unwrap();
+        let head = loop {
+            let fr = h2
+                .next()
+                .await
+                .unwrap_or_else(|| panic!("{case}: no answer"));
+            if fr.kind == wire::HEADERS && fr.stream == 1 {
+                break fr;
+            }
+        };
+        // `:status` from the HPACK static table: 0x88 is 200, 0x8c is 400.
+        assert_eq!(head.payload.first(), Some(&want), "{case}: {head:?}");
+    }
+    let seen = f.rec.seen();
+    assert_eq!(seen.len(), 2, "only the requests naming a host: {seen:#?}");
+    f.gw.shutdown().await;
+}
+
+/// Overlong UTF-8 encodings of `.`, `/` and `\` decode to a dot segment
+/// or a slash in lax decoders: 400 like `%2e` and `%2f`, never forwarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn overlong_utf8_dots_and_slashes_are_refused() {
+    let f = fixture().await;
+    for path in [
+        "/echo/%c0%ae%c0%ae/admin",
+        "/echo/%C0%AE/x",
+        "/echo/a%c0%afb",
+        "/echo/a%c1%9cb",
+        "/echo/%e0%80%ae%e0%80%ae/x",
+        "/echo/%f0%80%80%af",
+    ] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        let reply = exchange(f.gw.addr, req.as_bytes()).await;
+        check_refusal(path, &reply, Refusal::Gateway(400));
+        let body = responses(&reply.bytes)[0].json();
+        assert_eq!(
+            body["error"], "Invalid path: overlong UTF-8 encoding",
+            "{path}"
+        );
+        f.assert_nothing_forwarded(path);
+    }
+    // A well-formed multi-byte character still passes.
+    let ok = exchange(
+        f.gw.addr,
+        b"GET /echo/caf%c3%a9 HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(responses(&ok.bytes)[0].status, 200);
+    f.gw.shutdown().await;
+}

@@ -220,3 +220,116 @@ async fn authentication_runs_before_the_body_is_read() {
     assert_eq!(status_of(&resp), 401, "{resp}");
     gw.shutdown().await;
 }
+
+mod client_headers {
+    gateway_macros::spec!("tests/specs/client_headers.yaml");
+}
+
+/// The headers upstream frameworks commonly trust for the client's
+/// address or user (issue 13 §4), as a client would spell them.
+const CLIENT_CLAIMED: [&str; 13] = [
+    "True-Client-IP",
+    "X-Client-IP",
+    "CF-Connecting-IP",
+    "Client-IP",
+    "X-Cluster-Client-IP",
+    "X-Original-Forwarded-For",
+    "X-Envoy-External-Address",
+    "Remote-User",
+    "X-Remote-User",
+    "X-Authenticated-User",
+    "X-Auth-Request-User",
+    "X-Consumer-Id",
+    "X-Original-Host",
+];
+
+/// Issue 13 §4: client-claimed address and user headers are stripped by
+/// default; a service that lists some in `allow_client_headers` receives
+/// exactly those (its underscore spellings still not), and the allow-list
+/// of one service never opens them for another.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_claimed_headers_are_stripped_unless_the_service_allows_them() {
+    let (trusting, plain) = (
+        echo_upstream("trusting").await,
+        echo_upstream("plain").await,
+    );
+    let gw = support::start::<client_headers::Spec>(&[
+        ("CH_TRUSTING_URL", format!("http://{trusting}")),
+        ("CH_PLAIN_URL", format!("http://{plain}")),
+    ])
+    .await;
+    let mut sent: Vec<(&str, &str)> = CLIENT_CLAIMED.iter().map(|h| (*h, "6.6.6.6")).collect();
+    sent.push(("True_Client_IP", "7.7.7.7"));
+    sent.push(("x-custom", "kept"));
+    for (path, allowed) in [
+        ("/plain/x", &[][..]),
+        ("/trusting/x", &["true-client-ip", "x-remote-user"][..]),
+    ] {
+        let got = send("GET", &gw.url(path), &sent, "").await;
+        assert_eq!(got.status, 200, "{path}");
+        let h = got.json()["headers"].clone();
+        for name in CLIENT_CLAIMED {
+            let lower = name.to_ascii_lowercase();
+            if allowed.contains(&lower.as_str()) {
+                assert_eq!(h[&lower], "6.6.6.6", "{path}: {name} allowed: {h}");
+            } else {
+                assert!(h.get(&lower).is_none(), "{path}: {name} reached it: {h}");
+            }
+        }
+        assert!(h.get("true_client_ip").is_none(), "{path}: {h}");
+        assert_eq!(h["x-custom"], "kept", "{path}");
+    }
+    gw.shutdown().await;
+}
+
+/// The spec compiler's list of names `allow_client_headers` accepts is
+/// the runtime's list of names stripped by default, in the same order.
+#[test]
+fn the_compiler_and_the_runtime_agree_on_client_claimed_headers() {
+    let compiler: Vec<String> = gateway_codegen::validate::values::CLIENT_HEADERS
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    let claimed = gateway::headers::CLIENT_CLAIMED;
+    let runtime: Vec<&str> = claimed.iter().map(http::HeaderName::as_str).collect();
+    assert_eq!(compiler, runtime);
+    let ours: Vec<String> = CLIENT_CLAIMED
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    assert_eq!(ours, runtime);
+}
+
+/// Issue 13 §4: CGI/WSGI-style frameworks read `_` as `-`, so
+/// `Content_Length` next to the real `Content-Length` (or
+/// `Transfer_Encoding`, or `X_User_Id`) would give the upstream two
+/// readings of one request. Every such spelling of a framing, hop-by-hop,
+/// client-claimed or gateway-owned header is dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn underscore_spellings_of_framing_and_hop_by_hop_headers_are_stripped() {
+    let (gw, _) = aegis().await;
+    let req = "POST /api/v1/entity-types/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\
+        Content_Length: 500\r\nTransfer_Encoding: chunked\r\nX_User_Id: admin\r\n\
+        Keep_Alive: timeout=5\r\nProxy_Authorization: Basic eA==\r\nX_Client_IP: 6.6.6.6\r\n\
+        X-Original_Host: evil.example\r\nX_Unrelated: kept\r\nConnection: close\r\n\r\nhello";
+    let resp = raw(gw.addr, req.as_bytes()).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let body = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    let h = &echo["headers"];
+    for gone in [
+        "content_length",
+        "transfer_encoding",
+        "x_user_id",
+        "keep_alive",
+        "proxy_authorization",
+        "x_client_ip",
+        "x-original_host",
+    ] {
+        assert!(h.get(gone).is_none(), "{gone} reached the upstream: {h}");
+    }
+    assert_eq!(h["content-length"], "5");
+    assert_eq!(h["x_unrelated"], "kept", "other underscore names pass");
+    assert_eq!(echo["body"], "hello");
+    gw.shutdown().await;
+}

@@ -412,7 +412,9 @@ fn rehearse_builds_the_signed_upstream_head_without_sending() {
         client: gateway::tls::ClientIdentity::Anonymous,
     };
     let request = |bearer: Option<&str>, path: &str| {
-        let mut r = http::Request::get(path).header("x-user-id", "forged");
+        let mut r = http::Request::get(path)
+            .header("host", "gateway.test")
+            .header("x-user-id", "forged");
         if let Some(b) = bearer {
             r = r.header("authorization", b);
         }

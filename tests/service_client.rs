@@ -32,6 +32,7 @@ static INSIGHTS: ServiceSpec = ServiceSpec {
     tls_ca_env: None,
     tls_client_cert: None,
     connect_timeout: None,
+    allow_client_headers: &[],
 };
 
 static ML: ServiceSpec = ServiceSpec {
@@ -47,6 +48,7 @@ static ML: ServiceSpec = ServiceSpec {
     tls_ca_env: None,
     tls_client_cert: None,
     connect_timeout: None,
+    allow_client_headers: &[],
 };
 
 async fn client(

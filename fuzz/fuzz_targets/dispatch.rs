@@ -81,6 +81,31 @@ fn decode(seg: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether a lead byte and the continuation byte after it begin an
+/// overlong UTF-8 sequence: even with every later continuation byte at its
+/// largest, the code point would fit in a shorter form. Read from the
+/// UTF-8 definition (including the obsolete 5- and 6-byte forms), not
+/// from the gateway's table.
+fn starts_overlong(lead: u8, next: u8) -> bool {
+    let len = lead.leading_ones();
+    if !(2..=6).contains(&len) || next & 0xC0 != 0x80 {
+        return false;
+    }
+    let lead_bits = u64::from(lead & (0x7F >> len));
+    let mut max = lead_bits << 6 | u64::from(next & 0x3F);
+    for _ in 2..len {
+        max = max << 6 | 0x3F;
+    }
+    let shortest_min: u64 = match len {
+        2 => 0x80,
+        3 => 0x800,
+        4 => 0x1_0000,
+        5 => 0x20_0000,
+        _ => 0x400_0000,
+    };
+    max < shortest_min
+}
+
 /// Path sanity as README "Behaviour" and contract §1 state it, written
 /// segment by segment (the gateway's `check` is a one-pass byte scanner).
 fn reference_check(path: &str) -> bool {
@@ -98,6 +123,10 @@ fn reference_check(path: &str) -> bool {
             .iter()
             .any(|&b| b == b'/' || b == b'\\' || b < 0x20 || b == 0x7f)
         {
+            return false;
+        }
+        // Overlong UTF-8 (`%c0%ae` is `.` to a lax decoder).
+        if decoded.windows(2).any(|w| starts_overlong(w[0], w[1])) {
             return false;
         }
         // `..;x` is `..` to servers that strip path parameters.

@@ -286,12 +286,21 @@ impl JwtVerifier {
     }
 
     fn identity(&self, claims: Map<String, Value>) -> Result<Identity, &'static str> {
+        // RFC 7519 §4.1.1: `iss` is one StringOrURI. jsonwebtoken also
+        // accepts an array that contains the configured issuer
+        // (`["aegis-gateway", "evil"]`), which no issuer of ours mints.
+        if self.spec.issuer.is_some() && !claims.get("iss").is_some_and(Value::is_string) {
+            return Err("malformed_issuer");
+        }
         let subject = match claims.get(self.spec.subject_claim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             _ => return Err("missing_subject"),
         };
-        let roles = match claims.get(self.spec.roles_claim) {
+        if !header_safe(&subject) {
+            return Err("invalid_claim_subject");
+        }
+        let roles: Vec<String> = match claims.get(self.spec.roles_claim) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
@@ -299,13 +308,16 @@ impl JwtVerifier {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err("malformed_roles"),
         };
-        let tenant = self
-            .spec
-            .tenant_claim
-            .and_then(|c| claims.get(c))
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned);
+        if !roles.iter().all(|r| role_safe(r)) {
+            return Err("invalid_claim_roles");
+        }
+        let tenant = match self.spec.tenant_claim.and_then(|c| claims.get(c)) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if !t.is_empty() && header_safe(t) => Some(t.clone()),
+            // A tenant the gateway cannot forward as verified must not
+            // turn into no tenant: upstreams may read that as "all".
+            Some(_) => return Err("invalid_claim_tenant"),
+        };
         if let Some(revoked) = &self.revoked {
             let jti = claims.get("jti").and_then(Value::as_str);
             if revoked.is_revoked(jti, &subject) {
@@ -318,6 +330,22 @@ impl JwtVerifier {
             tenant,
         })
     }
+}
+
+/// Whether a verified claim travels upstream as a header value exactly as
+/// the token says (issue 13 §3): no control character (a header value
+/// cannot hold one, and dropping the header instead would forward the
+/// request without its verified identity), and no space or tab at either
+/// end (HTTP parsers strip those, so `" admin"` would arrive as `admin`).
+fn header_safe(s: &str) -> bool {
+    !s.bytes().any(|b| b < 0x20 || b == 0x7f) && !s.starts_with(' ') && !s.ends_with(' ')
+}
+
+/// A role travels in the comma-separated `X-User-Roles`: besides being
+/// [`header_safe`], it must be one non-empty item of that list (a role
+/// `"viewer,admin"` would arrive as two roles).
+fn role_safe(r: &str) -> bool {
+    !r.is_empty() && !r.contains(',') && header_safe(r)
 }
 
 fn validation(spec: &JwtSpec, alg: Algorithm) -> Validation {

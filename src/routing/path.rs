@@ -21,6 +21,10 @@ pub enum PathError {
     BadEscape,
     /// A raw byte outside ASCII (clients percent-encode these).
     NonAscii,
+    /// An overlong UTF-8 encoding (`%c0%ae` for `.`, `%e0%80%af` for
+    /// `/`): decoders that accept them see a dot segment or a slash the
+    /// gateway did not.
+    OverlongUtf8,
 }
 
 impl PathError {
@@ -34,6 +38,7 @@ impl PathError {
             PathError::ControlByte => "Invalid path: control character",
             PathError::BadEscape => "Invalid path: malformed percent-encoding",
             PathError::NonAscii => "Invalid path: raw non-ASCII byte",
+            PathError::OverlongUtf8 => "Invalid path: overlong UTF-8 encoding",
         }
     }
 }
@@ -55,6 +60,22 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Whether an encoded UTF-8 lead byte followed by this continuation byte
+/// starts an overlong encoding: one whose code point, whatever follows,
+/// fits in fewer bytes (`C0 AE` is `.`, `E0 80 AF` is `/`). Includes the
+/// obsolete 5- and 6-byte forms that old decoders still read.
+fn overlong(lead: u8, next: u8) -> bool {
+    let max = match lead {
+        0xC0 | 0xC1 => 0xBF,
+        0xE0 => 0x9F,
+        0xF0 => 0x8F,
+        0xF8 => 0x87,
+        0xFC => 0x83,
+        _ => return false,
+    };
+    (0x80..=max).contains(&next)
+}
+
 /// Checks a request path (without the query). Allocates nothing.
 ///
 /// # Errors
@@ -68,6 +89,8 @@ pub fn check(path: &str) -> Result<(), PathError> {
     // Per segment: how many dots (raw or `%2e`) and whether anything else.
     let mut dots = 0u8;
     let mut other = false;
+    // The previous byte, decoded, within the segment (0 at its start).
+    let mut prev = 0u8;
     let mut i = 1;
     while i <= bytes.len() {
         let b = if i == bytes.len() { b'/' } else { bytes[i] };
@@ -95,6 +118,7 @@ pub fn check(path: &str) -> Result<(), PathError> {
                 }
                 dots = 0;
                 other = false;
+                prev = 0;
                 i += 1;
                 continue;
             }
@@ -104,6 +128,10 @@ pub fn check(path: &str) -> Result<(), PathError> {
         if decoded < 0x20 || decoded == 0x7f {
             return Err(PathError::ControlByte);
         }
+        if overlong(prev, decoded) {
+            return Err(PathError::OverlongUtf8);
+        }
+        prev = decoded;
         if decoded == b'.' {
             dots = dots.saturating_add(1);
         } else {

@@ -40,6 +40,25 @@ fn path_sanity_table() {
         ("/a%2", Err(BadEscape)),
         ("/a%g0", Err(BadEscape)),
         ("/caf\u{e9}", Err(NonAscii)),
+        // Overlong UTF-8 for `.`, `/`, `\` (issue 13 §5), any case, in
+        // 2-, 3-, 4-, 5- and 6-byte forms.
+        ("/a/%c0%ae%c0%ae/b", Err(OverlongUtf8)),
+        ("/a/%C0%AE/b", Err(OverlongUtf8)),
+        ("/a%c0%afb", Err(OverlongUtf8)),
+        ("/a%c1%9cb", Err(OverlongUtf8)),
+        ("/a/%e0%80%ae/b", Err(OverlongUtf8)),
+        ("/a%E0%80%AFb", Err(OverlongUtf8)),
+        ("/a/%f0%80%80%ae", Err(OverlongUtf8)),
+        ("/a/%f8%80%80%80%ae", Err(OverlongUtf8)),
+        ("/a/%fc%80%80%80%80%af", Err(OverlongUtf8)),
+        ("/a%c0%80", Err(OverlongUtf8)),
+        // Shortest forms, and legacy single bytes, still pass.
+        ("/caf%c3%a9", Ok(())),
+        ("/%e0%a4%85", Ok(())),
+        ("/%f0%9f%98%80", Ok(())),
+        ("/a%c0b", Ok(())),
+        ("/a%c0/%ae", Ok(())),
+        ("/%e9t%e9", Ok(())),
     ];
     for (path, want) in cases {
         assert_eq!(check(path), *want, "{path:?}");

@@ -227,6 +227,7 @@ fn services_const(c: &Checked) -> TokenStream {
             }
             None => quote!(None),
         };
+        let client_headers = &s.allow_client_headers;
         quote! {
             rt::ServiceSpec {
                 name: #name,
@@ -238,6 +239,7 @@ fn services_const(c: &Checked) -> TokenStream {
                 tls_ca_env: #ca,
                 tls_client_cert: #client_cert,
                 connect_timeout: #connect,
+                allow_client_headers: &[#(#client_headers),*],
             }
         }
     });

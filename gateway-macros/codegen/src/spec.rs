@@ -103,6 +103,10 @@ pub struct Service {
     /// TCP (and TLS) connect timeout for this service; default
     /// `gateway.timeouts.connect`.
     pub connect_timeout: Option<String>,
+    /// Client headers stripped by default (client address or user claims,
+    /// e.g. `True-Client-IP`) that this service receives anyway.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub allow_client_headers: Vec<String>,
 }
 
 /// `url: { env: NAME, default: http://... }`.

@@ -85,6 +85,8 @@ pub struct ServiceIr {
     pub tls_client_cert: Option<(String, String)>,
     /// Connect timeout overriding the gateway's.
     pub connect_ms: Option<u64>,
+    /// Client-claimed headers it receives anyway, lower case.
+    pub allow_client_headers: Vec<String>,
 }
 
 /// A resolved route.
@@ -307,9 +309,36 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             tls_ca_env,
             tls_client_cert,
             connect_ms,
+            allow_client_headers: check_client_headers(cx, &at, &s.allow_client_headers),
         });
     }
     check_distinct_credentials(cx, &out);
+    out
+}
+
+/// `allow_client_headers`: each name one the gateway strips by default
+/// for being client-claimed ([`values::client_header`]), listed once. A
+/// team that trusts a CDN's `True-Client-IP` opts in per service; the
+/// gateway's own identity headers can never be opted in.
+fn check_client_headers(cx: &mut Ctx<'_>, at: &SpecPath, names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let here = at.key("allow_client_headers").index(i);
+        let Some(h) = cx.check(&here, values::client_header(name)) else {
+            continue;
+        };
+        if out.contains(&h) {
+            cx.error(
+                &here,
+                Problem {
+                    message: format!("`{name}` is listed twice"),
+                    help: "remove the repeated entry".into(),
+                },
+            );
+            continue;
+        }
+        out.push(h);
+    }
     out
 }
 

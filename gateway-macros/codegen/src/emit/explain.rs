@@ -198,7 +198,12 @@ pub fn explain(c: &Checked) -> String {
             Some((cert, _)) => format!(", client certificate ${cert}"),
             None => String::new(),
         };
-        let plain = format!("{client_cert}{breaker}{connect}{plaintext}");
+        let client_headers = if s.allow_client_headers.is_empty() {
+            String::new()
+        } else {
+            format!(", trusts client {}", s.allow_client_headers.join(" "))
+        };
+        let plain = format!("{client_cert}{breaker}{connect}{plaintext}{client_headers}");
         out.push_str(&format!(
             "{:sw$}  {url:uw$}  {}{plain}\n",
             s.name,

@@ -82,6 +82,97 @@ pub fn method_bit(m: &str) -> Result<u16, Problem> {
     ))
 }
 
+/// Client headers the gateway strips by default because upstream
+/// frameworks commonly trust them for the client's address or user, and
+/// which a service may take anyway (`allow_client_headers`). The runtime
+/// holds the same list, in the same order: `gateway::headers::CLIENT_CLAIMED`
+/// (tests/hygiene.rs checks that they agree).
+pub const CLIENT_HEADERS: [&str; 13] = [
+    "True-Client-IP",
+    "X-Client-IP",
+    "CF-Connecting-IP",
+    "Client-IP",
+    "X-Cluster-Client-IP",
+    "X-Original-Forwarded-For",
+    "X-Envoy-External-Address",
+    "Remote-User",
+    "X-Remote-User",
+    "X-Authenticated-User",
+    "X-Auth-Request-User",
+    "X-Consumer-Id",
+    "X-Original-Host",
+];
+
+/// Headers the gateway itself sets, signs with or strips for good
+/// (contract §3; `gateway::headers::{OWNED, OVERRIDES, HOP_BY_HOP}`).
+const GATEWAY_OWNED: [&str; 25] = [
+    "x-internal-service-auth",
+    "x-internal-timestamp",
+    "x-internal-nonce",
+    "x-service-name",
+    "x-caller-service",
+    "x-tenant-id",
+    "x-user-id",
+    "x-user-roles",
+    "x-request-id",
+    "x-correlation-id",
+    "forwarded",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-real-ip",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// One entry of `allow_client_headers`, in lower case. Only a name the
+/// gateway strips by default for being client-claimed may be listed:
+/// identity, signing, forwarding and hop-by-hop headers belong to the
+/// gateway on every route (an upstream must be able to trust them), and
+/// any other header already passes, so listing it would be a misreading.
+pub fn client_header(name: &str) -> Result<String, Problem> {
+    let all = CLIENT_HEADERS.join(", ");
+    if let Some(h) = CLIENT_HEADERS.iter().find(|h| h.eq_ignore_ascii_case(name)) {
+        return Ok(h.to_ascii_lowercase());
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower.contains('_') {
+        // CGI-style servers read `_` as `-`: such spellings are always
+        // stripped, so that one header cannot pose as another.
+        return Err(problem(
+            format!("`{name}`: names with `_` never reach an upstream"),
+            format!(
+                "write the name with `-` (`{}`); only these may be allowed: {all}",
+                name.replace('_', "-")
+            ),
+        ));
+    }
+    let owned = GATEWAY_OWNED.contains(&lower.as_str())
+        || lower.starts_with("x-forwarded-")
+        || lower.starts_with("x-internal-");
+    if owned {
+        return Err(problem(
+            format!("`{name}` belongs to the gateway and can never come from a client"),
+            format!(
+                "the gateway sets or strips it on every route, so upstreams can trust it; \
+                 only these may be allowed: {all}"
+            ),
+        ));
+    }
+    Err(problem(
+        format!("`{name}` is not a header the gateway strips by default"),
+        format!("it already reaches the upstream; list only some of: {all}"),
+    ))
+}
+
 /// Environment variable names: `[A-Z_][A-Z0-9_]*`. Anything else is most
 /// likely a value pasted where its variable's name belongs, so the message
 /// never repeats it (it may be a secret).
