@@ -670,6 +670,8 @@ fn check_policies(cx: &mut Ctx<'_>, spec: &Spec) {
             values::ident("policy", name),
         );
         check_policy(cx, &at, p);
+        let default = spec.policies.get("default").filter(|_| name != "default");
+        auth::check_roles_need_jwt(cx, &at, Some(name), p, default);
     }
 }
 
@@ -888,6 +890,8 @@ fn resolve_policy(
         },
         Some(PolicyRef::Inline(pol)) => {
             check_policy(cx, &at.key("policy"), pol);
+            let default = spec.policies.get("default");
+            auth::check_roles_need_jwt(cx, &at.key("policy"), None, pol, default);
             (overlay(base, pol), None)
         }
         None => {
