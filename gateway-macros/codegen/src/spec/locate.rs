@@ -96,7 +96,12 @@ pub fn locate_repeated_key(text: &str, path: &SpecPath, key: &str) -> Option<(us
     let mut segs = path.0.clone();
     segs.push(PathSeg::KeyName(key.to_owned()));
     let de = serde_yaml::Deserializer::from_str(text);
-    let err = Probe { path: &segs, skip: 1 }.deserialize(de).err()?;
+    let err = Probe {
+        path: &segs,
+        skip: 1,
+    }
+    .deserialize(de)
+    .err()?;
     let loc = err.location().filter(|_| err.to_string().contains(PROBE))?;
     Some((loc.line(), loc.column()))
 }

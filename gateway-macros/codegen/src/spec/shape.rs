@@ -187,7 +187,11 @@ fn wrong_type(field: &str, core: &str) -> Option<(String, String)> {
             format!("write `{field}: true` or `{field}: false`"),
         )),
         "a string" if found == "sequence" || found == "map" => {
-            let what = if found == "map" { "a mapping" } else { "a list" };
+            let what = if found == "map" {
+                "a mapping"
+            } else {
+                "a list"
+            };
             Some((
                 format!("`{field}` is a single value, not {what}"),
                 format!("write one value: `{field}: ...`; docs/gateway-yaml.md describes it"),
@@ -208,9 +212,7 @@ fn repeated_key(
     path: &SpecPath,
     core: &str,
 ) -> Option<(usize, usize, String, String)> {
-    let key = core
-        .strip_prefix("duplicate field `")?
-        .strip_suffix('`')?;
+    let key = core.strip_prefix("duplicate field `")?.strip_suffix('`')?;
     let (line, col) = locate::locate_repeated_key(src.text, path, key)?;
     let first = locate::locate(src.text, &path.key_name(key)).0;
     Some((
@@ -330,7 +332,13 @@ fn indentation_problem(src: &Source<'_>, line: usize) -> Option<(usize, usize, S
         }
     }
     let (above, above_key) = *levels.first()?;
-    let spaces = |n: usize| if n == 1 { "1 space".to_owned() } else { format!("{n} spaces") };
+    let spaces = |n: usize| {
+        if n == 1 {
+            "1 space".to_owned()
+        } else {
+            format!("{n} spaces")
+        }
+    };
     let (message, help) = if indent > above {
         (
             format!("`{key}:` is indented deeper than `{above_key}:` above it, so YAML reads it as part of that value"),
@@ -343,8 +351,14 @@ fn indentation_problem(src: &Source<'_>, line: usize) -> Option<(usize, usize, S
             .map(|&(i, k)| format!("{} (like `{k}:`)", spaces(i)))
             .collect();
         (
-            format!("`{key}:` is indented by {}, which lines up with no key above it", spaces(indent)),
-            format!("indent it like the keys it belongs with: {}", options.join(" or ")),
+            format!(
+                "`{key}:` is indented by {}, which lines up with no key above it",
+                spaces(indent)
+            ),
+            format!(
+                "indent it like the keys it belongs with: {}",
+                options.join(" or ")
+            ),
         )
     };
     Some((line, indent + 1, message, help))

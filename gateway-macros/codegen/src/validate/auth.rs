@@ -541,9 +541,13 @@ pub(super) fn check_roles_need_jwt(
     let which = name.map_or_else(|| "this policy".to_owned(), |n| format!("policy `{n}`"));
     if p.roles.is_some() && !jwt {
         let message = if p.auth == Some(AuthKind::None) {
-            format!("{which} asks for roles but sets `auth: none`, and roles come from a verified JWT")
+            format!(
+                "{which} asks for roles but sets `auth: none`, and roles come from a verified JWT"
+            )
         } else {
-            format!("{which} asks for roles without `auth: jwt`, and roles come from a verified JWT")
+            format!(
+                "{which} asks for roles without `auth: jwt`, and roles come from a verified JWT"
+            )
         };
         cx.error(
             &at.key_name("roles"),
@@ -552,7 +556,8 @@ pub(super) fn check_roles_need_jwt(
                 "remove `roles` to make the routes public, or set `auth: jwt` in this policy to require the role",
             ),
         );
-    } else if p.roles.is_none() && base.roles.is_some() && base.auth == Some(AuthKind::Jwt) && !jwt {
+    } else if p.roles.is_none() && base.roles.is_some() && base.auth == Some(AuthKind::Jwt) && !jwt
+    {
         // `default` itself is consistent; this policy turns its JWT off
         // but inherits its roles.
         cx.error(
