@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod pattern;
+mod table;
 pub mod traffic;
 pub mod values;
 pub mod versions;
@@ -190,6 +191,7 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
     let services = check_services(&mut cx, spec);
     check_secret_reuse(&mut cx, &gateway, &services);
     check_policies(&mut cx, spec);
+    table::check_not_empty(&mut cx, spec);
     let mut routes = Vec::new();
     for i in 0..spec.routes.len() {
         if let Some(route) = check_route(&mut cx, spec, &services, &gateway, i) {
@@ -202,6 +204,8 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
     if !cx.diags.is_empty() {
         return Err(Diagnostics(cx.diags));
     }
+    // Only a spec without errors has every route resolved to its services.
+    table::check_unused_services(&mut cx, &services, &routes);
     let mut checked = Checked {
         gateway,
         services,
