@@ -30,7 +30,7 @@ pub(super) fn diagnose(src: &Source<'_>, e: &serde_yaml::Error) -> Diagnostic {
     }
     .map(|(message, help)| (line, col, message, help))
     .or_else(|| repeated_key(src, &path, core))
-    .or_else(|| syntax(src, core, line));
+    .or_else(|| syntax(src, core, line, col));
     let (line, col, message, help) =
         found.unwrap_or_else(|| (line, col, raw.clone(), parse_help(&raw)));
     Diagnostic::at(src, line, col, message).help(help)
@@ -225,7 +225,12 @@ fn repeated_key(
 
 /// YAML syntax errors that have a clearer cause: an unclosed `[` or `{`,
 /// and a line indented unlike the keys around it.
-fn syntax(src: &Source<'_>, core: &str, line: usize) -> Option<(usize, usize, String, String)> {
+fn syntax(
+    src: &Source<'_>,
+    core: &str,
+    line: usize,
+    col: usize,
+) -> Option<(usize, usize, String, String)> {
     if let Some((kind, l, c)) = context_mark(core) {
         let close = match kind {
             "flow sequence" => Some(("list", '[', ']')),
@@ -233,17 +238,22 @@ fn syntax(src: &Source<'_>, core: &str, line: usize) -> Option<(usize, usize, St
             _ => None,
         };
         if let Some((what, open, close)) = close {
-            if core.contains(&format!("expected ',' or '{close}'")) {
+            let rest: String = src
+                .text
+                .lines()
+                .skip(l.saturating_sub(1))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .chars()
+                .skip(c.saturating_sub(1))
+                .collect();
+            // libyaml says the same when something else breaks the
+            // collection (a stray `: `); only an unbalanced one is unclosed.
+            let unclosed = !closes(&rest, open, close);
+            if unclosed && core.contains(&format!("expected ',' or '{close}'")) {
                 let text = src.text.lines().nth(l.saturating_sub(1)).unwrap_or("");
                 let from: String = text.chars().skip(c.saturating_sub(1)).collect();
-                // What was written up to a stray closer or a comment.
-                let other = if close == ']' { '}' } else { ']' };
-                let written = from
-                    .split(" #")
-                    .next()
-                    .and_then(|w| w.split(other).next())
-                    .unwrap_or("")
-                    .trim_end();
+                let written = written_part(&from, close);
                 let pad = if written.starts_with(&format!("{open} ")) {
                     " "
                 } else {
@@ -275,9 +285,59 @@ fn syntax(src: &Source<'_>, core: &str, line: usize) -> Option<(usize, usize, St
         || core.starts_with("did not find expected key")
         || core.starts_with("did not find expected '-' indicator");
     if indentation {
-        return indentation_problem(src, line);
+        return indentation_problem(src, line, col, core);
     }
     None
+}
+
+/// What was written of an unclosed collection: the line up to a comment
+/// or a closer of the other kind that nothing opened (`[a }` -> `[a`).
+fn written_part(line: &str, close: char) -> &str {
+    let (other_open, other_close) = if close == ']' { ('{', '}') } else { ('[', ']') };
+    let line = line.split(" #").next().unwrap_or("");
+    let mut depth = 0usize;
+    let mut end = line.len();
+    for (i, ch) in line.char_indices() {
+        if ch == other_open {
+            depth += 1;
+        } else if ch == other_close {
+            if depth == 0 {
+                end = i;
+                break;
+            }
+            depth -= 1;
+        }
+    }
+    line[..end].trim_end()
+}
+
+/// Whether the bracket that starts `text` is closed somewhere in it,
+/// skipping quoted strings and comments.
+fn closes(text: &str, open: char, close: char) -> bool {
+    let mut depth = 0usize;
+    let mut quote = None;
+    let mut comment = false;
+    let mut prev = ' ';
+    for ch in text.chars() {
+        match (quote, ch) {
+            _ if comment => comment = ch != '\n',
+            (Some(q), _) if ch == q => quote = None,
+            (Some(_), _) => {}
+            // A quote opens a string only where a scalar starts.
+            (None, '"' | '\'') if prev.is_whitespace() || "[{,:".contains(prev) => quote = Some(ch),
+            (None, '#') if prev.is_whitespace() => comment = true,
+            (None, _) if ch == open => depth += 1,
+            (None, _) if ch == close => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+        prev = ch;
+    }
+    false
 }
 
 /// `..., while parsing a flow sequence at line 13 column 14` ->
@@ -289,9 +349,10 @@ fn context_mark(core: &str) -> Option<(&str, usize, usize)> {
     Some((kind, l.trim().parse().ok()?, c.trim().parse().ok()?))
 }
 
-/// A line's indentation and its key, with any `- ` list markers counted as
-/// indentation: `  - path: /a` -> (4, `path`).
-fn key_of(line: &str) -> Option<(usize, &str)> {
+/// A line's indentation, its key and whether the key has a value on the
+/// line, with any `- ` list markers counted as indentation:
+/// `  - path: /a` -> (4, `path`, true).
+fn key_of(line: &str) -> Option<(usize, &str, bool)> {
     let mut indent = 0;
     let mut rest = line;
     loop {
@@ -311,27 +372,59 @@ fn key_of(line: &str) -> Option<(usize, &str)> {
     if rest.is_empty() || rest.starts_with('#') {
         return None;
     }
-    let key = rest.split(':').next().unwrap_or(rest).trim_end();
-    Some((indent, key))
+    // A key ends at `: ` or a final `:`; `a:b` is one plain scalar.
+    let rest = rest.split(" #").next().unwrap_or(rest).trim_end();
+    let (key, value) = match rest.split_once(": ") {
+        Some(kv) => kv,
+        None => (rest.strip_suffix(':').unwrap_or(rest), ""),
+    };
+    let value = value.trim();
+    Some((
+        indent,
+        key.trim_end(),
+        !value.is_empty() && !value.starts_with('#'),
+    ))
 }
 
-/// The line at fault is indented unlike any key that it could sit beside.
-/// The keys it could align with are those of the lines above it that open
-/// the enclosing mappings: the nearest line, then each shallower one.
-fn indentation_problem(src: &Source<'_>, line: usize) -> Option<(usize, usize, String, String)> {
+/// The line at fault is indented unlike any key that it could sit beside,
+/// or holds a second `: `. The keys it could align with are those of the
+/// lines above it that open the enclosing mappings: the nearest line, then
+/// each shallower one. When none of these explains the error, `None`
+/// keeps libyaml's words rather than guess.
+fn indentation_problem(
+    src: &Source<'_>,
+    line: usize,
+    col: usize,
+    core: &str,
+) -> Option<(usize, usize, String, String)> {
     let lines: Vec<&str> = src.text.lines().collect();
-    let (indent, key) = key_of(lines.get(line.checked_sub(1)?)?)?;
-    let mut levels: Vec<(usize, &str)> = Vec::new();
+    let text = lines.get(line.checked_sub(1)?)?;
+    let (indent, key, _) = key_of(text)?;
+    // Only a plain key is worth naming; anything else is left to libyaml.
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.".contains(c);
+    if key.is_empty() || !key.chars().all(plain) {
+        return None;
+    }
+    let key_colon = indent + key.len() + 1;
+    if core.starts_with("mapping values are not allowed") && col > key_colon {
+        return Some((
+            line,
+            col,
+            format!("the value of `{key}` contains `: `, which YAML reads as another key"),
+            format!("quote the value if the `: ` belongs in it (`{key}: \"a: b\"`), or move the next key to a line of its own"),
+        ));
+    }
+    let mut levels: Vec<(usize, &str, bool)> = Vec::new();
     for l in lines[..line - 1].iter().rev() {
-        let Some((i, k)) = key_of(l) else { continue };
-        if levels.last().is_none_or(|&(last, _)| i < last) {
-            levels.push((i, k));
+        let Some((i, k, v)) = key_of(l) else { continue };
+        if levels.last().is_none_or(|&(last, ..)| i < last) {
+            levels.push((i, k, v));
         }
         if i == 0 {
             break;
         }
     }
-    let (above, above_key) = *levels.first()?;
+    let (above, above_key, above_value) = *levels.first()?;
     let spaces = |n: usize| {
         if n == 1 {
             "1 space".to_owned()
@@ -339,16 +432,16 @@ fn indentation_problem(src: &Source<'_>, line: usize) -> Option<(usize, usize, S
             format!("{n} spaces")
         }
     };
-    let (message, help) = if indent > above {
+    let (message, help) = if indent > above && above_value {
         (
             format!("`{key}:` is indented deeper than `{above_key}:` above it, so YAML reads it as part of that value"),
             format!("indent it by {}, like `{above_key}:`", spaces(above)),
         )
-    } else {
+    } else if indent < above && levels.iter().all(|&(i, ..)| i != indent) {
         let options: Vec<String> = levels
             .iter()
             .take(2)
-            .map(|&(i, k)| format!("{} (like `{k}:`)", spaces(i)))
+            .map(|&(i, k, _)| format!("{} (like `{k}:`)", spaces(i)))
             .collect();
         (
             format!(
@@ -360,6 +453,8 @@ fn indentation_problem(src: &Source<'_>, line: usize) -> Option<(usize, usize, S
                 options.join(" or ")
             ),
         )
+    } else {
+        return None;
     };
     Some((line, indent + 1, message, help))
 }
