@@ -458,3 +458,6 @@ fn indentation_problem(
     };
     Some((line, indent + 1, message, help))
 }
+
+#[cfg(test)]
+mod tests;
