@@ -11,9 +11,7 @@ fn main() {
     match gateway_codegen::compile_file(Path::new(&spec), &out) {
         Ok(compiled) => {
             for w in compiled.warnings().warnings() {
-                for line in w.to_string().lines().take(1) {
-                    println!("cargo::warning={line}");
-                }
+                println!("cargo::warning={}", w.one_line());
             }
         }
         Err(diags) => {

@@ -42,6 +42,12 @@ fn expand(lit: &LitStr) -> syn::Result<proc_macro2::TokenStream> {
     let compiled = gateway_codegen::compile_str(&rel, &text).map_err(|d| {
         syn::Error::new_spanned(lit, format!("invalid gateway spec\n{}", d.render()))
     })?;
+    // Stable Rust gives a proc-macro no warning of its own, and a lint
+    // trick would fail `-D warnings` builds; cargo shows what the macro
+    // prints when the caller is compiled.
+    for w in compiled.warnings().warnings() {
+        eprintln!("{w}");
+    }
     let items = compiled.tokens();
     let abs = path.display().to_string();
     if std::env::var_os("GATEWAY_CODEGEN_DEBUG").is_some() {

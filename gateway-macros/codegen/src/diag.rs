@@ -59,6 +59,17 @@ impl Diagnostic {
         self
     }
 
+    /// The diagnostic on one line, without the excerpt:
+    /// `FILE:LINE:COL: warning: message (help: ...)`, for outputs that take
+    /// one line per message, such as cargo's `cargo::warning=`.
+    pub fn one_line(&self) -> String {
+        let mut line = self.to_string().lines().next().unwrap_or("").to_owned();
+        if let Some(help) = &self.help {
+            line.push_str(&format!(" (help: {help})"));
+        }
+        line
+    }
+
     /// Turns the error into a warning.
     pub fn warning(mut self) -> Self {
         self.severity = Severity::Warning;

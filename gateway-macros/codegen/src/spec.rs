@@ -4,6 +4,7 @@
 
 mod auth;
 mod locate;
+mod shape;
 mod traffic;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 
 pub use auth::{
     AuthKind, Claims, ClientAuth, ClientCertMode, Identity, IdentityKind, Jwt, RouteServiceAuth,
@@ -286,54 +287,14 @@ impl Source<'_> {
     /// # Errors
     /// A YAML syntax error, an unknown field or a wrongly typed value, located.
     pub fn parse(&self) -> Result<Spec, Diagnostics> {
-        serde_yaml::from_str::<Spec>(self.text).map_err(|e| {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            let message = strip_location(&e.to_string());
-            let help = parse_help(&message);
-            Diagnostics::one(Diagnostic::at(self, line, col, message).help(help))
-        })
+        serde_yaml::from_str::<Spec>(self.text)
+            .map_err(|e| Diagnostics::one(shape::diagnose(self, &e)))
     }
 
     /// The line and column of the value at `path`, or of its nearest
     /// ancestor that exists in the text.
     pub fn locate(&self, path: &SpecPath) -> (usize, usize) {
         locate::locate(self.text, path)
-    }
-}
-
-/// serde_yaml appends " at line L column C" to messages; we show the
-/// location ourselves, but keep any later context ("while parsing a flow
-/// sequence at line 12 column 14"), which points at the real cause.
-fn strip_location(msg: &str) -> String {
-    let Some(i) = msg.find(" at line ") else {
-        return msg.to_owned();
-    };
-    let rest = &msg[i + " at line ".len()..];
-    let end = rest
-        .find(" column ")
-        .map(|c| {
-            let after = &rest[c + " column ".len()..];
-            c + " column ".len()
-                + after
-                    .find(|ch: char| !ch.is_ascii_digit())
-                    .unwrap_or(after.len())
-        })
-        .unwrap_or(0);
-    format!("{}{}", &msg[..i], &rest[end..])
-}
-
-fn parse_help(message: &str) -> String {
-    if message.contains("unknown field") {
-        "check the spelling; docs/gateway-yaml.md lists every field".into()
-    } else if message.contains("declared twice") {
-        "remove or rename one of them: the second would silently replace the first".into()
-    } else if message.contains("missing field") {
-        "add the field; docs/gateway-yaml.md shows an example".into()
-    } else {
-        "fix the YAML at this position; docs/gateway-yaml.md shows the expected shape".into()
     }
 }
 

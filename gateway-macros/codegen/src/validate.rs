@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod limits;
 pub mod pattern;
+mod table;
 pub mod traffic;
 pub mod values;
 pub mod versions;
@@ -195,6 +196,7 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
     let services = check_services(&mut cx, spec);
     check_secret_reuse(&mut cx, &gateway, &services);
     check_policies(&mut cx, spec);
+    table::check_not_empty(&mut cx, spec);
     let mut routes = Vec::new();
     for i in 0..spec.routes.len() {
         if let Some(route) = check_route(&mut cx, spec, &services, &gateway, i) {
@@ -207,6 +209,8 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
     if !cx.diags.is_empty() {
         return Err(Diagnostics(cx.diags));
     }
+    // Only a spec without errors has every route resolved to its services.
+    table::check_unused_services(&mut cx, &services, &routes);
     let mut checked = Checked {
         gateway,
         services,
@@ -765,6 +769,8 @@ fn check_policies(cx: &mut Ctx<'_>, spec: &Spec) {
             values::ident("policy", name),
         );
         check_policy(cx, &at, p);
+        let default = spec.policies.get("default").filter(|_| name != "default");
+        auth::check_roles_need_jwt(cx, &at, Some(name), p, default);
     }
 }
 
@@ -983,6 +989,8 @@ fn resolve_policy(
         },
         Some(PolicyRef::Inline(pol)) => {
             check_policy(cx, &at.key("policy"), pol);
+            let default = spec.policies.get("default");
+            auth::check_roles_need_jwt(cx, &at.key("policy"), None, pol, default);
             (overlay(base, pol), None)
         }
         None => {

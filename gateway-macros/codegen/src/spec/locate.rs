@@ -6,6 +6,7 @@
 //! value and read the position off the error. Diagnostics are rare, so one
 //! extra pass per diagnostic is cheap, and there is no second YAML parser.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -72,7 +73,10 @@ const PROBE: &str = "gateway-codegen position probe";
 /// closest ancestor present in the text, and to 1:1 for the root.
 pub fn locate(text: &str, path: &SpecPath) -> (usize, usize) {
     for len in (0..=path.0.len()).rev() {
-        let seed = Probe(&path.0[..len]);
+        let seed = Probe {
+            path: &path.0[..len],
+            skip: 0,
+        };
         let de = serde_yaml::Deserializer::from_str(text);
         if let Err(e) = seed.deserialize(de) {
             if e.to_string().contains(PROBE) {
@@ -85,8 +89,29 @@ pub fn locate(text: &str, path: &SpecPath) -> (usize, usize) {
     (1, 1)
 }
 
-/// Walks to the value at the path and fails there.
-struct Probe<'p>(&'p [PathSeg]);
+/// Line and column of the second `key` in the mapping at `path`: a key
+/// written twice, which serde reports at the start of the mapping. `None`
+/// when the path or a second such key is not in the text.
+pub fn locate_repeated_key(text: &str, path: &SpecPath, key: &str) -> Option<(usize, usize)> {
+    let mut segs = path.0.clone();
+    segs.push(PathSeg::KeyName(key.to_owned()));
+    let de = serde_yaml::Deserializer::from_str(text);
+    let err = Probe {
+        path: &segs,
+        skip: 1,
+    }
+    .deserialize(de)
+    .err()?;
+    let loc = err.location().filter(|_| err.to_string().contains(PROBE))?;
+    Some((loc.line(), loc.column()))
+}
+
+/// Walks to the value at the path and fails there; at a key name, after
+/// passing `skip` keys of that name.
+struct Probe<'p> {
+    path: &'p [PathSeg],
+    skip: usize,
+}
 
 impl<'de> DeserializeSeed<'de> for Probe<'_> {
     type Value = ();
@@ -104,11 +129,12 @@ impl<'de> Visitor<'de> for Probe<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let Some((first, rest)) = self.0.split_first() else {
+        let Some((first, rest)) = self.path.split_first() else {
             return Err(de::Error::custom(PROBE));
         };
         if let PathSeg::KeyName(k) = first {
-            while map.next_key_seed(KeyProbe(k))?.is_some() {
+            let skip = Cell::new(self.skip);
+            while map.next_key_seed(KeyProbe(k, &skip))?.is_some() {
                 map.next_value::<IgnoredAny>()?;
             }
             return Ok(());
@@ -117,7 +143,10 @@ impl<'de> Visitor<'de> for Probe<'_> {
             let hit =
                 matches!((first, &key), (PathSeg::Key(k), serde_yaml::Value::String(s)) if k == s);
             if hit {
-                return map.next_value_seed(Probe(rest));
+                return map.next_value_seed(Probe {
+                    path: rest,
+                    skip: self.skip,
+                });
             }
             map.next_value::<IgnoredAny>()?;
         }
@@ -125,13 +154,17 @@ impl<'de> Visitor<'de> for Probe<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let Some((first, rest)) = self.0.split_first() else {
+        let Some((first, rest)) = self.path.split_first() else {
             return Err(de::Error::custom(PROBE));
         };
         let mut i = 0;
         loop {
             if matches!(first, PathSeg::Index(n) if *n == i) {
-                return seq.next_element_seed(Probe(rest)).map(|_| ());
+                let next = Probe {
+                    path: rest,
+                    skip: self.skip,
+                };
+                return seq.next_element_seed(next).map(|_| ());
             }
             if seq.next_element::<IgnoredAny>()?.is_none() {
                 return Ok(());
@@ -160,9 +193,10 @@ impl<'de> Visitor<'de> for Probe<'_> {
     }
 }
 
-/// Reads a mapping key and fails on it when it is the one sought, so the
-/// error carries the key's position.
-struct KeyProbe<'k>(&'k str);
+/// Reads a mapping key and fails on it when it is the one sought (and
+/// `.1` earlier ones have been passed), so the error carries the key's
+/// position.
+struct KeyProbe<'k>(&'k str, &'k Cell<usize>);
 
 impl<'de> DeserializeSeed<'de> for KeyProbe<'_> {
     type Value = ();
@@ -182,9 +216,12 @@ impl<'de> Visitor<'de> for KeyProbe<'_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        if v == self.0 {
+        if v != self.0 {
+            Ok(())
+        } else if self.1.get() == 0 {
             Err(E::custom(PROBE))
         } else {
+            self.1.set(self.1.get() - 1);
             Ok(())
         }
     }
@@ -210,7 +247,7 @@ impl Probe<'_> {
     /// A scalar is the target when the path ends here; otherwise the path
     /// does not exist below it.
     fn scalar<E: de::Error>(&self) -> Result<(), E> {
-        if self.0.is_empty() {
+        if self.path.is_empty() {
             Err(E::custom(PROBE))
         } else {
             Ok(())

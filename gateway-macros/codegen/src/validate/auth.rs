@@ -522,8 +522,56 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
     }
 }
 
+/// Roles are read from a verified JWT, so a policy that asks for roles
+/// while authentication is off could never let anyone through. A route's
+/// policy is its own laid over `default`, so whether roles meet a JWT is
+/// decided by the policy and `default` alone, never by the route: the
+/// problem is reported once, where the policy is written, not at every
+/// route that uses it. `name` is `None` for an inline policy; `default` is
+/// the `default` policy, unless `p` is that policy.
+pub(super) fn check_roles_need_jwt(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    name: Option<&str>,
+    p: &Policy,
+    default: Option<&Policy>,
+) {
+    let base = default.cloned().unwrap_or_default();
+    let jwt = p.auth.or(base.auth) == Some(AuthKind::Jwt);
+    let which = name.map_or_else(|| "this policy".to_owned(), |n| format!("policy `{n}`"));
+    if p.roles.is_some() && !jwt {
+        let message = if p.auth == Some(AuthKind::None) {
+            format!(
+                "{which} asks for roles but sets `auth: none`, and roles come from a verified JWT"
+            )
+        } else {
+            format!(
+                "{which} asks for roles without `auth: jwt`, and roles come from a verified JWT"
+            )
+        };
+        cx.error(
+            &at.key_name("roles"),
+            problem(
+                message,
+                "remove `roles` to make the routes public, or set `auth: jwt` in this policy to require the role",
+            ),
+        );
+    } else if p.roles.is_none() && base.roles.is_some() && base.auth == Some(AuthKind::Jwt) && !jwt
+    {
+        // `default` itself is consistent; this policy turns its JWT off
+        // but inherits its roles.
+        cx.error(
+            &at.key_name("auth"),
+            problem(
+                format!("{which} sets `auth: none` but inherits `roles` from the `default` policy, and roles come from a verified JWT"),
+                "set `auth: jwt` in this policy, or move `roles` from `default` to the policies that need it",
+            ),
+        );
+    }
+}
+
 /// What a route's effective policy asks of callers, checked against the
-/// gateway's settings: roles need authentication, an HMAC route needs a
+/// gateway's settings: a JWT route needs `gateway.jwt`, an HMAC route needs a
 /// configured secret for every caller it admits (unless it accepts the
 /// shared secret). Field-level problems were reported where the policy is
 /// written ([`check_policy_fields`]).
@@ -547,15 +595,6 @@ pub(super) fn check_route_auth(
             problem(
                 "this route requires a JWT but `gateway.jwt` is not configured",
                 "add `gateway.jwt` (algorithms, secret or key), or use `auth: none`",
-            ),
-        );
-    }
-    if p.roles.is_some() && !out.jwt {
-        cx.error(
-            at,
-            problem(
-                "this route is role-gated without authentication: roles come from a verified JWT",
-                "add `auth: jwt` to the policy (or to the `default` policy)",
             ),
         );
     }

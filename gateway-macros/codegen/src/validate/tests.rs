@@ -171,3 +171,58 @@ fn head_limits_accept_what_hyper_can_honour() {
         assert_eq!(max_headers(n).is_ok(), ok, "{n}");
     }
 }
+
+#[test]
+fn a_service_no_route_reaches_is_a_build_warning() {
+    // `v2` is reached only as a version, `canary` only as a canary: both
+    // are used. `spare` is reached by nothing.
+    let yaml = r#"gateway: { name: g, listen: "127.0.0.1:8000" }
+services:
+  canary:
+    url: { env: C_URL, default: "http://localhost:9003" }
+    identity: { kind: none, unsigned: true }
+  spare:
+    url: { env: S_URL, default: "http://localhost:9004" }
+    identity: { kind: none, unsigned: true }
+  v1:
+    url: { env: V1_URL, default: "http://localhost:9001" }
+    identity: { kind: none, unsigned: true }
+  v2:
+    url: { env: V2_URL, default: "http://localhost:9002" }
+    identity: { kind: none, unsigned: true }
+routes:
+  - path: /w
+    versions:
+      vendor: acme
+      default: 1
+      live:
+        - { version: 1, service: v1, upstream: /w1 }
+        - { version: 2, service: v2, upstream: /w2 }
+  - path: /c
+    service: v1
+    upstream: /c
+    canary: { service: canary, weight: 5 }
+"#;
+    let compiled = crate::compile_str("gateway.yaml", yaml).unwrap();
+    let warnings: Vec<_> = compiled.warnings().warnings().collect();
+    assert_eq!(warnings.len(), 1, "{}", compiled.warnings().render());
+    assert_eq!(
+        warnings[0].one_line(),
+        "gateway.yaml:6:3: warning: service `spare` is declared but no route uses it \
+         (help: route to it with `service: spare`, or remove it from `services:`)"
+    );
+    let used = yaml.replace(
+        "service: v1\n    upstream: /c",
+        "service: spare\n    upstream: /c",
+    );
+    let compiled = crate::compile_str("gateway.yaml", &used).unwrap();
+    assert!(
+        compiled
+            .warnings()
+            .0
+            .iter()
+            .all(|w| !w.message.contains("no route uses")),
+        "{}",
+        compiled.warnings().render()
+    );
+}

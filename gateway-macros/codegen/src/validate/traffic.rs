@@ -51,10 +51,22 @@ pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
     let (n, unit) = s
         .split_once('/')
         .ok_or_else(|| problem(format!("`{s}` is not a rate"), help))?;
-    let n: u32 = n
-        .trim()
-        .parse()
-        .map_err(|_| problem(format!("`{s}` is not a rate"), help))?;
+    let n = n.trim();
+    let n: u32 = n.parse().map_err(|_| {
+        // All digits, yet no u32: the count is simply too large.
+        if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+            problem(
+                format!("the count {n} in `{s}` is too large for a rate limit"),
+                format!(
+                    "use a count of at most {} per unit, e.g. `{}/s`, or remove `rate_limit` for no limit",
+                    u32::MAX,
+                    u32::MAX
+                ),
+            )
+        } else {
+            problem(format!("`{s}` is not a rate"), help)
+        }
+    })?;
     let window = match unit.trim() {
         "s" | "sec" | "second" => 1,
         "m" | "min" | "minute" => 60,
