@@ -107,6 +107,7 @@ fn int_help(field: &str, expected: &str) -> String {
         "attempts" => "a whole number from 2 to 10 (attempts in all)",
         "on" => "an HTTP status worth retrying: 500 to 599, 408 or 429",
         "min_per_second" => "a whole number from 0 to 1000",
+        "max_headers" => "a whole number from 1 to 1000 (header fields per request)",
         _ => match expected {
             "u16" => "a whole number from 0 to 65535",
             "u32" => "a whole number from 0 to 4294967295",

@@ -36,8 +36,8 @@ pub(super) fn check_unused_services(
     let mut used = vec![false; services.len()];
     for (_, r) in routes {
         used[r.service] = true;
-        if let Some((canary, ..)) = r.canary {
-            used[canary] = true;
+        if let Some(canary) = &r.canary {
+            used[canary.service] = true;
         }
         for v in r.versions.iter().flat_map(|v| &v.live) {
             used[v.service] = true;

@@ -55,6 +55,11 @@ routes:
         ),
         ("on", retries("on: [404]"), &["408", "429"]),
         (
+            "max_headers",
+            base("", "  limits: { max_headers: 1001 }", ""),
+            &["1", "1000"],
+        ),
+        (
             "burst",
             base("", "", "rate_limit: { rate: 10/min, burst: 0 }"),
             &["1"],
