@@ -168,11 +168,7 @@ impl std::fmt::Display for VarName<'_> {
                 )
             }
         };
-        match self
-            .0
-            .strip_suffix(')')
-            .and_then(|s| s.split_once(" (or "))
-        {
+        match self.0.strip_suffix(')').and_then(|s| s.split_once(" (or ")) {
             Some((a, b)) => {
                 show(f, a)?;
                 f.write_str(" (or ")?;
@@ -197,7 +193,10 @@ pub const ALLOW_DEV_SECRETS: &str = "GATEWAY_ALLOW_DEV_SECRETS";
 
 /// The development credential `dev.env` and `gateway demo` give a service.
 pub fn dev_service_secret(service: &str) -> String {
-    format!("{DEV_SECRET_PREFIX}{}-credential", service.replace('_', "-"))
+    format!(
+        "{DEV_SECRET_PREFIX}{}-credential",
+        service.replace('_', "-")
+    )
 }
 
 /// Whether `value` (or one of its comma-separated rotation entries) is a
@@ -391,7 +390,13 @@ mod tests {
     /// echoed in full when its "variable" is unset.
     #[test]
     fn a_name_that_looks_like_a_secret_is_never_printed_in_full() {
-        for name in ["JWT_SECRET", "ID_BILLING_SECRET", "X509_CERT_FILE", "K8S_TOKEN", "_X1"] {
+        for name in [
+            "JWT_SECRET",
+            "ID_BILLING_SECRET",
+            "X509_CERT_FILE",
+            "K8S_TOKEN",
+            "_X1",
+        ] {
             assert!(is_variable_name(name), "{name}");
         }
         for secret in [
@@ -439,16 +444,21 @@ mod tests {
     /// told otherwise.
     #[test]
     fn development_secrets_are_refused_beyond_loopback() {
-        let dev = StartupEnv::from_pairs([
-            ("JWT_SECRET", DEV_JWT_SECRET),
-            ("OTHER", "a real one"),
-        ]);
+        let dev = StartupEnv::from_pairs([("JWT_SECRET", DEV_JWT_SECRET), ("OTHER", "a real one")]);
         let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
         let e = check_dev_secrets(&dev, any).unwrap_err().to_string();
-        assert!(e.starts_with("JWT_SECRET: holds a published development secret"), "{e}");
+        assert!(
+            e.starts_with("JWT_SECRET: holds a published development secret"),
+            "{e}"
+        );
         assert!(e.contains("GATEWAY_ALLOW_DEV_SECRETS=1"), "{e}");
         assert!(!e.contains(DEV_JWT_SECRET), "{e}");
-        for ok in ["127.0.0.1:8000", "[::1]:8000", "127.0.0.2:9", "[::ffff:127.0.0.1]:1"] {
+        for ok in [
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "127.0.0.2:9",
+            "[::ffff:127.0.0.1]:1",
+        ] {
             assert!(check_dev_secrets(&dev, ok.parse().unwrap()).is_ok(), "{ok}");
         }
         let mut allowed = dev.clone();
@@ -480,14 +490,21 @@ mod tests {
             }
             assert!(is_dev_secret(value), "{line}");
             if let Some(service) = name.strip_suffix("_SERVICE_SECRET") {
-                assert_eq!(value, dev_service_secret(&service.to_ascii_lowercase()), "{line}");
+                assert_eq!(
+                    value,
+                    dev_service_secret(&service.to_ascii_lowercase()),
+                    "{line}"
+                );
             } else {
                 assert_eq!((name, value), ("JWT_SECRET", DEV_JWT_SECRET));
             }
             secrets += 1;
         }
         assert_eq!(secrets, 9, "JWT_SECRET and eight service credentials");
-        assert!(text.contains("export GATEWAY_LISTEN="), "dev.env binds loopback");
+        assert!(
+            text.contains("export GATEWAY_LISTEN="),
+            "dev.env binds loopback"
+        );
     }
 
     #[test]
@@ -496,6 +513,9 @@ mod tests {
         assert!(!env.set_default("A", "x"));
         assert!(env.set_default("B", "y"));
         assert!(env.set_default("C", "z"));
-        assert_eq!((env.get("A"), env.get("B"), env.get("C")), (Some("1"), Some("y"), Some("z")));
+        assert_eq!(
+            (env.get("A"), env.get("B"), env.get("C")),
+            (Some("1"), Some("y"), Some("z"))
+        );
     }
 }

@@ -106,19 +106,24 @@ fn fill_dev_secrets(env: &mut StartupEnv) {
 /// (HMAC callers' secrets, a shared service token...) a development value
 /// when the environment has none: `dev-only-<variable>`. Paths to key and
 /// certificate files are the user's to give.
-fn gateway_with_dev_credentials(env: &mut StartupEnv) -> Result<Gateway<routes::Spec>, StartupError> {
+fn gateway_with_dev_credentials(
+    env: &mut StartupEnv,
+) -> Result<Gateway<routes::Spec>, StartupError> {
     loop {
         match Gateway::<routes::Spec>::new(env) {
             Err(StartupError::MissingSecret { var, what }) => {
                 let name = var.split(" (or ").next().unwrap_or(&var).to_owned();
                 let credential = !what.starts_with("the path")
-                    && ["secret", "token", "credential"].iter().any(|w| what.contains(w));
+                    && ["secret", "token", "credential"]
+                        .iter()
+                        .any(|w| what.contains(w));
                 let value = format!(
                     "{}{}",
                     config::DEV_SECRET_PREFIX,
                     name.to_ascii_lowercase().replace('_', "-")
                 );
-                if !(credential && config::is_variable_name(&name) && env.set_default(&name, value)) {
+                if !(credential && config::is_variable_name(&name) && env.set_default(&name, value))
+                {
                     return Err(StartupError::MissingSecret { var, what });
                 }
             }
@@ -316,13 +321,20 @@ fn rows() -> Vec<Row> {
 
 /// A GET path that reaches `route` (and no other): parameters become `42`
 /// and `demo`, a prefix gets `/demo` below it.
-fn sample_path(route: &RouteSpec, router: &Router<&'static [<routes::Spec as Spec>::Route]>) -> Option<String> {
+fn sample_path(
+    route: &RouteSpec,
+    router: &Router<&'static [<routes::Spec as Spec>::Route]>,
+) -> Option<String> {
     let mut path = String::new();
     let mut rest = route.pattern;
     while let Some(open) = rest.find('{') {
         path.push_str(&rest[..open]);
         let close = rest[open..].find('}')? + open;
-        path.push_str(if rest[open..].starts_with("{*") { "demo" } else { "42" });
+        path.push_str(if rest[open..].starts_with("{*") {
+            "demo"
+        } else {
+            "42"
+        });
         rest = &rest[close + 1..];
     }
     match rest.strip_suffix('*') {
@@ -397,14 +409,24 @@ fn banner(
     if let Some((r, path)) = example(&|r| r.auth == "public") {
         heading(
             &mut out,
-            &format!("A public route ({}): the stand-in shows what the gateway forwarded.", r.route.pattern),
+            &format!(
+                "A public route ({}): the stand-in shows what the gateway forwarded.",
+                r.route.pattern
+            ),
         );
         let _ = writeln!(out, "curl -s '{base}{path}?page=2'");
     }
     let token = match routes::JWT_SPEC {
         Some(spec) if spec.algorithms.contains(&JwtAlgorithm::HS256) => {
             let roles = [ROLE.to_owned()];
-            Some(jwt::mint(spec, env, USER, &roles, None, Duration::from_secs(3600))?)
+            Some(jwt::mint(
+                spec,
+                env,
+                USER,
+                &roles,
+                None,
+                Duration::from_secs(3600),
+            )?)
         }
         _ => None,
     };
@@ -430,10 +452,16 @@ fn banner(
                 .is_some_and(|roles| !roles.split('|').any(|x| x == ROLE))
         };
         if let Some((r, path)) = example(&gated) {
-            let roles = r.auth.trim_start_matches("jwt roles=").replace('|', "` or `");
+            let roles = r
+                .auth
+                .trim_start_matches("jwt roles=")
+                .replace('|', "` or `");
             heading(
                 &mut out,
-                &format!("A route for role `{roles}` ({}), which {USER} lacks: 403.", r.route.pattern),
+                &format!(
+                    "A route for role `{roles}` ({}), which {USER} lacks: 403.",
+                    r.route.pattern
+                ),
             );
             let _ = writeln!(
                 out,
@@ -445,11 +473,16 @@ fn banner(
     // whose limit a client address can exhaust.
     let limited = |r: &Row| {
         r.auth == "public"
-            && rate_limit(&r.policy).is_some_and(|(_, _, key)| matches!(key, "consumer" | "ip" | "route"))
+            && rate_limit(&r.policy)
+                .is_some_and(|(_, _, key)| matches!(key, "consumer" | "ip" | "route"))
     };
     if let Some((r, path)) = example(&limited) {
         if let Some((rate, burst, key)) = rate_limit(&r.policy) {
-            let who = if key == "route" { "for everyone" } else { "per client" };
+            let who = if key == "route" {
+                "for everyone"
+            } else {
+                "per client"
+            };
             let count = burst + 10;
             heading(
                 &mut out,
@@ -465,7 +498,9 @@ fn banner(
         }
     }
     if n == 0 {
-        out.push_str("\n(The compiled spec has no public or HS256 JWT route with a GET to show.)\n");
+        out.push_str(
+            "\n(The compiled spec has no public or HS256 JWT route with a GET to show.)\n",
+        );
     }
     out.push('\n');
     Ok(out)

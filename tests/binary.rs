@@ -293,16 +293,35 @@ fn the_demo_answers_its_printed_curl_commands() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut banner = Vec::new();
-    loop {
+    let bound = loop {
         let line = lines.next().expect("the demo printed its banner").unwrap();
         if line.starts_with('{') {
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
             if v["message"] == "gateway listening" {
-                break;
+                break v["listen"].as_str().unwrap().to_owned();
             }
         } else {
             banner.push(line);
         }
+    };
+    // README.md quotes the banner: the quote must stay true.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let quoted = readme
+        .split("It prints commands to paste")
+        .nth(1)
+        .and_then(|r| r.split("```text").nth(1))
+        .and_then(|r| r.split("```").next())
+        .expect("README.md quotes the demo's banner");
+    for line in quoted
+        .lines()
+        .filter(|l| l.starts_with("# ") || l.starts_with("curl "))
+    {
+        let line = line.replace("127.0.0.1:8000", &bound);
+        assert!(
+            banner.contains(&line),
+            "README.md quotes `{line}`, the demo prints {banner:#?}"
+        );
     }
     // Examples: a `# N.` heading, then the lines to paste.
     let mut examples: Vec<(String, String)> = Vec::new();
@@ -340,7 +359,10 @@ fn the_demo_answers_its_printed_curl_commands() {
     let echo = json(&run(script));
     assert_eq!(echo["stand_in_for"], "knowledge_graph", "{echo}");
     assert_eq!(echo["path"], "/entity-types/demo?page=2", "{echo}");
-    assert_eq!(echo["gateway_proof"], "HmacV2 from `aegis-gateway`: verified");
+    assert_eq!(
+        echo["gateway_proof"],
+        "HmacV2 from `aegis-gateway`: verified"
+    );
     assert!(echo["headers"]["x-request-id"].is_string(), "{echo}");
     assert!(echo["headers"]["x-user-id"].is_null(), "{echo}");
     // 2. JWT: the identity reaches the stand-in.
@@ -355,7 +377,10 @@ fn the_demo_answers_its_printed_curl_commands() {
     assert!(title.ends_with("403."), "{title}");
     let answer = run(script);
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
-    assert!(answer.contains(r#""error":"Insufficient role""#), "{answer}");
+    assert!(
+        answer.contains(r#""error":"Insufficient role""#),
+        "{answer}"
+    );
     // 4. The limit: admitted first, then 429s.
     let (title, script) = &examples[3];
     assert!(title.contains("200s then 429s"), "{title}");

@@ -13,7 +13,9 @@ fn text_block_after(readme: &str, marker: &str) -> String {
     let start = readme
         .find(marker)
         .unwrap_or_else(|| panic!("README.md has no `{marker}`"));
-    let mut lines = readme[start..].lines().skip_while(|l| l.trim() != "```text");
+    let mut lines = readme[start..]
+        .lines()
+        .skip_while(|l| l.trim() != "```text");
     let fence = lines.next().expect("a ```text block follows");
     let indent = fence.len() - fence.trim_start().len();
     lines
@@ -28,7 +30,8 @@ fn text_block_after(readme: &str, marker: &str) -> String {
 #[test]
 fn the_sample_build_error_is_the_compilers_output() {
     let fixture = "tests/readme/unknown_service.yaml";
-    let spec = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture)).unwrap();
+    let spec =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(fixture)).unwrap();
     let rendered = match gateway_codegen::compile_str("gateway.yaml", &spec) {
         Ok(_) => panic!("{fixture} must not compile"),
         Err(d) => d.render(),
