@@ -51,8 +51,8 @@ pub fn run() -> Result<(), StartupError> {
             stand_ins.push((s.name, addr));
         }
         let addr = listen(&env)?;
-        config::check_dev_secrets(&env, addr)?;
         let gw = Arc::new(gateway_with_dev_credentials(&mut env)?);
+        config::check_dev_secrets(&env, addr)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
