@@ -39,6 +39,21 @@ impl StartupEnv {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+
+    /// Sets `name` to `value` unless it already has a non-empty value (as
+    /// `${NAME:-value}` does in `dev.env`). Returns whether it set it.
+    pub fn set_default(&mut self, name: &str, value: impl Into<String>) -> bool {
+        if self.get(name).is_some() {
+            return false;
+        }
+        self.vars.insert(name.to_owned(), value.into());
+        true
+    }
+
+    /// Sets `name` to `value`, whatever it held.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.vars.insert(name.to_owned(), value.into());
+    }
 }
 
 /// Why the gateway cannot start.
@@ -63,8 +78,10 @@ pub enum StartupError {
     /// The compiled router could not be built.
     #[error("the compiled routes could not be loaded into the router: {0}")]
     Router(String),
-    /// A variable holding a secret is unset or empty.
-    #[error("{var}: {what} is not set")]
+    /// A variable holding a secret is unset or empty. The variable is
+    /// shown through [`VarName`]: a configured "name" that is really a
+    /// pasted secret is never printed in full.
+    #[error("{}: {what} is not set", VarName(var))]
     MissingSecret {
         /// The variable.
         var: String,
@@ -72,7 +89,7 @@ pub enum StartupError {
         what: String,
     },
     /// A key file is unreadable or malformed.
-    #[error("{var}: {why}")]
+    #[error("{}: {why}", VarName(var))]
     BadKey {
         /// The variable naming the file.
         var: String,
@@ -103,6 +120,124 @@ pub enum StartupError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Whether `name` reads as an environment variable name, so that printing
+/// it cannot leak a secret: upper-case letters, digits and `_`, not
+/// starting with a digit (the spec compiler's rule), and word-like. A part
+/// between underscores that switches between letters and digits more than
+/// twice (`S3CR3TVALUE123`) or runs longer than 24 characters
+/// (`AKIAIOSFODNN7EXAMPLEKEY0123`) is far more likely a value pasted where
+/// its variable's name belongs than a name anyone chose.
+pub fn is_variable_name(name: &str) -> bool {
+    let rule = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    rule && name.split('_').all(|part| {
+        let switches = part
+            .as_bytes()
+            .windows(2)
+            .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+            .count();
+        switches <= 2 && part.len() <= 24
+    })
+}
+
+/// Shows a configured variable name in messages and logs: in full when it
+/// reads as a name ([`is_variable_name`]), else only its first two
+/// characters and its length, since it is most likely a secret pasted
+/// where the name belongs. `A (or A_FILE)` shows each name by this rule.
+#[derive(Debug, Clone, Copy)]
+pub struct VarName<'a>(pub &'a str);
+
+impl std::fmt::Display for VarName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |f: &mut std::fmt::Formatter<'_>, name: &str| {
+            if is_variable_name(name) {
+                f.write_str(name)
+            } else {
+                let head: String = name.chars().take(2).collect();
+                write!(
+                    f,
+                    "`{head}…` ({} characters, not a variable name: a value where a name belongs?)",
+                    name.chars().count()
+                )
+            }
+        };
+        match self.0.strip_suffix(')').and_then(|s| s.split_once(" (or ")) {
+            Some((a, b)) => {
+                show(f, a)?;
+                f.write_str(" (or ")?;
+                show(f, b)?;
+                f.write_str(")")
+            }
+            None => show(f, self.0),
+        }
+    }
+}
+
+/// `dev.env`'s development JWT secret, also what `gateway demo` uses.
+pub const DEV_JWT_SECRET: &str = "aegis-local-dev-secret-change-in-production";
+
+/// Every development-only credential (`dev.env`, `gateway demo`) starts
+/// with this: `dev-only-<service>-credential`.
+pub const DEV_SECRET_PREFIX: &str = "dev-only-";
+
+/// The variable that lets a published development secret serve beyond
+/// loopback.
+pub const ALLOW_DEV_SECRETS: &str = "GATEWAY_ALLOW_DEV_SECRETS";
+
+/// The development credential `dev.env` and `gateway demo` give a service.
+pub fn dev_service_secret(service: &str) -> String {
+    format!(
+        "{DEV_SECRET_PREFIX}{}-credential",
+        service.replace('_', "-")
+    )
+}
+
+/// Whether `value` (or one of its comma-separated rotation entries) is a
+/// published development secret.
+pub fn is_dev_secret(value: &str) -> bool {
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|v| v == DEV_JWT_SECRET || v.starts_with(DEV_SECRET_PREFIX))
+}
+
+/// Refuses a published development secret (`dev.env`'s values) on an
+/// address other clients can reach: anyone who has read `dev.env` could
+/// mint tokens for it. Loopback is fine; `GATEWAY_ALLOW_DEV_SECRETS=1`
+/// overrides (a throw-away test host, say).
+///
+/// # Errors
+/// The first variable (by name) holding a development secret, when `addr`
+/// is not loopback and the override is not set.
+pub fn check_dev_secrets(env: &StartupEnv, addr: SocketAddr) -> Result<(), StartupError> {
+    if addr.ip().to_canonical().is_loopback() || env.get(ALLOW_DEV_SECRETS) == Some("1") {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = env
+        .vars
+        .iter()
+        .filter(|(_, v)| is_dev_secret(v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    names.sort_unstable();
+    match names.first() {
+        None => Ok(()),
+        Some(var) => Err(StartupError::Config {
+            var: VarName(var).to_string(),
+            why: format!(
+                "holds a published development secret (dev.env), and the gateway would listen on {addr}, \
+                 beyond this machine; set a real secret, listen on 127.0.0.1 (GATEWAY_LISTEN), \
+                 or set {ALLOW_DEV_SECRETS}=1 to serve it anyway"
+            ),
+        }),
+    }
 }
 
 /// The listen address: `GATEWAY_LISTEN`, else the spec's.
@@ -250,5 +385,138 @@ mod tests {
         let env = StartupEnv::from_pairs([("ORCHESTRATION_URL", "ftp://x")]);
         let e = upstream_url(&s, &env).unwrap_err().to_string();
         assert!(e.starts_with("ORCHESTRATION_URL: `ftp://x`"), "{e}");
+    }
+
+    /// Issue 14, point 8: a `secret_env` holding a pasted secret is never
+    /// echoed in full when its "variable" is unset.
+    #[test]
+    fn a_name_that_looks_like_a_secret_is_never_printed_in_full() {
+        for name in [
+            "JWT_SECRET",
+            "ID_BILLING_SECRET",
+            "X509_CERT_FILE",
+            "K8S_TOKEN",
+            "_X1",
+        ] {
+            assert!(is_variable_name(name), "{name}");
+        }
+        for secret in [
+            "S3CR3TVALUE123",
+            "s3cr3t-value",
+            "hunter2",
+            "AKIAIOSFODNN7EXAMPLEKEY0123",
+            "1ABC",
+            "",
+        ] {
+            assert!(!is_variable_name(secret), "{secret}");
+            let e = StartupError::MissingSecret {
+                var: secret.into(),
+                what: "the HS256 JWT secret".into(),
+            }
+            .to_string();
+            assert!(secret.len() < 3 || !e.contains(secret), "{e}");
+            assert!(e.contains(&format!("({} characters", secret.len())), "{e}");
+        }
+        let e = StartupError::MissingSecret {
+            var: "S3CR3TVALUE123 (or S3CR3TVALUE123_FILE)".into(),
+            what: "the credential".into(),
+        }
+        .to_string();
+        assert!(!e.contains("S3CR3T"), "{e}");
+        assert!(e.starts_with("`S3…` (14 characters"), "{e}");
+        let e = StartupError::MissingSecret {
+            var: "APPROVAL_SERVICE_SECRET (or APPROVAL_SERVICE_SECRET_FILE)".into(),
+            what: "the credential".into(),
+        }
+        .to_string();
+        assert_eq!(
+            e,
+            "APPROVAL_SERVICE_SECRET (or APPROVAL_SERVICE_SECRET_FILE): the credential is not set"
+        );
+        let e = StartupError::BadKey {
+            var: "S3CR3TVALUE123".into(),
+            why: "cannot read".into(),
+        }
+        .to_string();
+        assert!(!e.contains("S3CR3TVALUE123"), "{e}");
+    }
+
+    /// Issue 14, point 2: `dev.env`'s secrets serve loopback only, unless
+    /// told otherwise.
+    #[test]
+    fn development_secrets_are_refused_beyond_loopback() {
+        let dev = StartupEnv::from_pairs([("JWT_SECRET", DEV_JWT_SECRET), ("OTHER", "a real one")]);
+        let any: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        let e = check_dev_secrets(&dev, any).unwrap_err().to_string();
+        assert!(
+            e.starts_with("JWT_SECRET: holds a published development secret"),
+            "{e}"
+        );
+        assert!(e.contains("GATEWAY_ALLOW_DEV_SECRETS=1"), "{e}");
+        assert!(!e.contains(DEV_JWT_SECRET), "{e}");
+        for ok in [
+            "127.0.0.1:8000",
+            "[::1]:8000",
+            "127.0.0.2:9",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(check_dev_secrets(&dev, ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        let mut allowed = dev.clone();
+        allowed.set(ALLOW_DEV_SECRETS, "1");
+        assert!(check_dev_secrets(&allowed, any).is_ok());
+        let rotated = StartupEnv::from_pairs([("M", "new-secret, dev-only-memory-credential")]);
+        assert!(check_dev_secrets(&rotated, any).is_err());
+        let real = StartupEnv::from_pairs([("JWT_SECRET", "a real secret")]);
+        assert!(check_dev_secrets(&real, any).is_ok());
+    }
+
+    /// `dev.env` and `gateway demo` publish the same development secrets,
+    /// and the start-up check knows every one of them.
+    #[test]
+    fn dev_env_holds_the_known_development_secrets() {
+        let text = include_str!("../dev.env");
+        let mut secrets = 0;
+        for line in text.lines().filter(|l| l.starts_with("export ")) {
+            let (name, rest) = line["export ".len()..].split_once('=').unwrap();
+            let value = rest
+                .trim_matches('"')
+                .strip_prefix(&format!("${{{name}:-"))
+                .and_then(|v| v.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("{line}: write `export NAME=\"${{NAME:-value}}\"`"));
+            if name == "GATEWAY_LISTEN" {
+                let addr: SocketAddr = value.parse().unwrap();
+                assert!(addr.ip().is_loopback(), "{line}");
+                continue;
+            }
+            assert!(is_dev_secret(value), "{line}");
+            if let Some(service) = name.strip_suffix("_SERVICE_SECRET") {
+                assert_eq!(
+                    value,
+                    dev_service_secret(&service.to_ascii_lowercase()),
+                    "{line}"
+                );
+            } else {
+                assert_eq!((name, value), ("JWT_SECRET", DEV_JWT_SECRET));
+            }
+            secrets += 1;
+        }
+        assert_eq!(secrets, 9, "JWT_SECRET and eight service credentials");
+        assert!(
+            text.contains("export GATEWAY_LISTEN="),
+            "dev.env binds loopback"
+        );
+    }
+
+    #[test]
+    fn set_default_keeps_what_is_set() {
+        let mut env = StartupEnv::from_pairs([("A", "1"), ("B", "")]);
+        assert!(!env.set_default("A", "x"));
+        assert!(env.set_default("B", "y"));
+        assert!(env.set_default("C", "z"));
+        assert_eq!(
+            (env.get("A"), env.get("B"), env.get("C")),
+            (Some("1"), Some("y"), Some("z"))
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! The gateway binary: `gateway` (serve), `gateway routes`, and the
-//! developer helpers `gateway token` and `gateway sign`.
+//! developer helpers `gateway demo`, `gateway token` and `gateway sign`.
 #![forbid(unsafe_code)]
 
+mod demo;
+
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use gateway::auth::hmac::{self, V2Input};
 use gateway::auth::jwt;
-use gateway::config::{listen_addr, StartupEnv, StartupError};
+use gateway::config::{check_dev_secrets, listen_addr, StartupEnv, StartupError};
 use gateway::routes;
 use gateway::server::{self, Gateway};
 use gateway::spec::Spec;
@@ -27,6 +30,9 @@ struct Cli {
 enum Command {
     /// Serve traffic (the default).
     Serve,
+    /// Serve on 127.0.0.1 with a stand-in for every upstream service and
+    /// development credentials, and print curl commands to try.
+    Demo,
     /// Print the compiled route table.
     Routes,
     /// Mint a development JWT (HS256) from the configured secret.
@@ -87,10 +93,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Routes => {
-            print!("{}", routes::Spec::ROUTE_TABLE);
-            Ok(())
-        }
+        Command::Routes => Ok(routes::Spec::ROUTE_TABLE.to_owned()),
         Command::Token {
             sub,
             roles,
@@ -116,23 +119,66 @@ fn main() -> ExitCode {
         ),
         Command::Serve => {
             gateway::log::init();
-            serve().inspect_err(|e| tracing::error!(error = %e, "gateway cannot start"))
+            serve()
+                .map(|()| String::new())
+                .inspect_err(|e| tracing::error!(error = %e, "gateway cannot start"))
+        }
+        Command::Demo => {
+            gateway::log::init();
+            demo::run()
+                .map(|()| String::new())
+                .inspect_err(|e| tracing::error!(error = %e, "gateway demo cannot start"))
         }
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let written = match result {
+        Ok(out) => write_stdout(&out),
         Err(e) => {
-            eprintln!("gateway: {e}");
+            let _ = writeln!(std::io::stderr(), "gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader stopped reading (`gateway routes | head`): what it
+        // wanted it has; leave quietly, as tools killed by SIGPIPE do.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "gateway: cannot write to stdout: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn token(sub: &str, roles: &str, tenant: Option<&str>, ttl: Duration) -> Result<(), StartupError> {
+/// Writes a subcommand's whole output. Never `print!`, which panics when
+/// the reader has gone ("failed printing to stdout: Broken pipe").
+///
+/// # Errors
+/// The write error, `BrokenPipe` included, for the caller to judge.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+fn token(
+    sub: &str,
+    roles: &str,
+    tenant: Option<&str>,
+    ttl: Duration,
+) -> Result<String, StartupError> {
     let spec = jwt_spec().ok_or_else(|| StartupError::Config {
         var: "gateway.jwt".into(),
         why: "the compiled spec has no JWT settings".into(),
     })?;
+    if tenant.is_some() && spec.tenant_claim.is_none() {
+        return Err(StartupError::Config {
+            var: "--tenant".into(),
+            why: "the compiled spec names no tenant claim (`gateway.jwt.claims.tenant`), \
+                  so the gateway would ignore a tenant in the token; leave out --tenant, \
+                  or add the claim to the spec"
+                .into(),
+        });
+    }
     let roles: Vec<String> = roles
         .split(',')
         .map(str::trim)
@@ -140,8 +186,7 @@ fn token(sub: &str, roles: &str, tenant: Option<&str>, ttl: Duration) -> Result<
         .map(String::from)
         .collect();
     let token = jwt::mint(spec, &StartupEnv::from_process(), sub, &roles, tenant, ttl)?;
-    println!("{token}");
-    Ok(())
+    Ok(format!("{token}\n"))
 }
 
 /// The compiled spec's JWT settings, if it has them.
@@ -158,7 +203,7 @@ fn sign(
     body: Option<&std::path::Path>,
     method: &str,
     path: &str,
-) -> Result<(), StartupError> {
+) -> Result<String, StartupError> {
     let env = StartupEnv::from_process();
     let secret = env
         .get(secret_env)
@@ -176,15 +221,12 @@ fn sign(
     };
     let method = method.to_ascii_uppercase();
     let ts = hmac::now_unix().to_string();
-    println!("X-Service-Name: {service}");
-    println!("X-Internal-Timestamp: {ts}");
+    let mut out = format!("X-Service-Name: {service}\nX-Internal-Timestamp: {ts}\n");
     if v1 {
         let path_only = path.split('?').next().unwrap_or(path);
-        println!(
-            "X-Internal-Service-Auth: {}",
-            hmac::sign_v1(&secret, &method, path_only, &ts)
-        );
-        return Ok(());
+        let sig = hmac::sign_v1(&secret, &method, path_only, &ts);
+        out.push_str(&format!("X-Internal-Service-Auth: {sig}\n"));
+        return Ok(out);
     }
     let nonce = hmac::fresh_nonce();
     let digest = hmac::body_sha256(&body);
@@ -197,21 +239,35 @@ fn sign(
         tenant: tenant.unwrap_or(""),
         body_sha256: &digest,
     };
-    println!("X-Internal-Nonce: {nonce}");
+    out.push_str(&format!("X-Internal-Nonce: {nonce}\n"));
     if let Some(t) = tenant {
-        println!("X-Tenant-Id: {t}");
+        out.push_str(&format!("X-Tenant-Id: {t}\n"));
     }
-    println!(
-        "X-Internal-Service-Auth: {}",
-        hmac::sign_v2(&secret, &input)
-    );
-    Ok(())
+    let sig = hmac::sign_v2(&secret, &input);
+    out.push_str(&format!("X-Internal-Service-Auth: {sig}\n"));
+    Ok(out)
 }
 
 fn serve() -> Result<(), StartupError> {
     let env = StartupEnv::from_process();
-    let gw = Arc::new(Gateway::<routes::Spec>::new(&env)?);
     let addr = listen_addr(routes::Spec::GATEWAY, &env)?;
+    check_dev_secrets(&env, addr)?;
+    let gw = Arc::new(Gateway::<routes::Spec>::new(&env)?);
+    let rt = runtime(&env)?;
+    rt.block_on(async {
+        // Handlers first: a signal that arrives while starting must not
+        // kill the process (it would without a handler installed).
+        let signals = Signals::install().map_err(|source| StartupError::Bind { addr, source })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        serve_until_signal(gw, listener, signals).await;
+        Ok(())
+    })
+}
+
+/// The runtime `GATEWAY_WORKERS` asks for.
+fn runtime(env: &StartupEnv) -> Result<tokio::runtime::Runtime, StartupError> {
     let workers = env
         .get("GATEWAY_WORKERS")
         .map(|n| {
@@ -238,29 +294,34 @@ fn serve() -> Result<(), StartupError> {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    let rt = builder
+    builder
         .enable_all()
         .build()
-        .map_err(|source| StartupError::Bind { addr, source })?;
-    rt.block_on(async {
-        // Handlers first: a signal that arrives while starting must not
-        // kill the process (it would without a handler installed).
-        let signals = Signals::install().map_err(|source| StartupError::Bind { addr, source })?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        for u in (0..routes::Spec::SERVICES.len()).filter_map(|i| gw.proxy().upstream(i)) {
-            tracing::info!(service = u.name, url = %format!("{}://{}{}", u.url.scheme, u.url.authority, u.url.base_path), "upstream");
-        }
-        let bound = listener.local_addr().unwrap_or(addr);
-        let scheme = if gw.tls().is_some() { "https" } else { "http" };
-        tracing::info!(name = routes::Spec::GATEWAY.name, listen = %bound, scheme, "gateway listening");
-        let Signals { term, hup } = signals;
-        tokio::spawn(reload_on_sighup(gw.clone(), hup));
-        server::serve(gw, listener, shutdown_signal(term)).await;
-        tracing::info!("gateway stopped");
-        Ok(())
-    })
+        .map_err(|source| StartupError::Config {
+            var: "GATEWAY_WORKERS".into(),
+            why: format!("cannot start the runtime: {source}"),
+        })
+}
+
+/// Logs the upstreams and the address, then serves until SIGTERM or
+/// Ctrl-C, re-reading credentials on SIGHUP.
+async fn serve_until_signal(
+    gw: Arc<Gateway<routes::Spec>>,
+    listener: tokio::net::TcpListener,
+    signals: Signals,
+) {
+    for u in (0..routes::Spec::SERVICES.len()).filter_map(|i| gw.proxy().upstream(i)) {
+        tracing::info!(service = u.name, url = %format!("{}://{}{}", u.url.scheme, u.url.authority, u.url.base_path), "upstream");
+    }
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    let scheme = if gw.tls().is_some() { "https" } else { "http" };
+    tracing::info!(name = routes::Spec::GATEWAY.name, listen = %bound, scheme, "gateway listening");
+    let Signals { term, hup } = signals;
+    tokio::spawn(reload_on_sighup(gw.clone(), hup));
+    server::serve(gw, listener, shutdown_signal(term)).await;
+    tracing::info!("gateway stopped");
 }
 
 /// Signal streams, created before the listener is bound.

@@ -151,3 +151,248 @@ fn a_bad_worker_count_stops_start_up_naming_the_variable() {
         "{stderr}"
     );
 }
+
+/// Issue 14, point 2: a development secret (dev.env's) on an address
+/// beyond loopback stops start-up, naming the variable and the override.
+#[test]
+fn a_development_secret_beyond_loopback_stops_start_up() {
+    let mut child = gateway()
+        .env("GATEWAY_LISTEN", "0.0.0.0:0")
+        .env("JWT_SECRET", "aegis-local-dev-secret-change-in-production")
+        .env_remove("GATEWAY_ALLOW_DEV_SECRETS")
+        .spawn()
+        .unwrap();
+    // A gateway that starts anyway would serve forever: end it, and fail.
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the gateway started with a development secret on 0.0.0.0");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("JWT_SECRET: holds a published development secret")
+            && stderr.contains("GATEWAY_ALLOW_DEV_SECRETS=1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("aegis-local-dev-secret"), "{stderr}");
+}
+
+/// Issue 14, point 7: a tenant the token cannot carry is refused, not
+/// dropped.
+#[test]
+fn token_refuses_a_tenant_the_spec_has_no_claim_for() {
+    let out = gateway()
+        .args(["token", "--sub", "alice", "--tenant", "acme"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no token printed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--tenant: the compiled spec names no tenant claim"),
+        "{stderr}"
+    );
+    let out = gateway()
+        .args(["token", "--sub", "alice"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).split('.').count(), 3);
+}
+
+/// Issue 14, point 8: a "variable name" that looks like a pasted secret
+/// is never echoed in full.
+#[test]
+fn a_secret_pasted_as_a_variable_name_is_not_echoed() {
+    let out = gateway()
+        .args([
+            "sign",
+            "--service",
+            "billing",
+            "--secret-env",
+            "S3CR3TVALUE123",
+            "GET",
+            "/x",
+        ])
+        .env_remove("S3CR3TVALUE123")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("S3CR3TVALUE123"), "{stderr}");
+    assert!(stderr.contains("`S3…` (14 characters"), "{stderr}");
+}
+
+/// Issue 14, point 6: a reader that stops reading (`gateway routes | head`)
+/// ends the command quietly. The shell waits before starting the gateway,
+/// so the pipe's only reader is already closed when it writes.
+#[test]
+fn every_subcommand_exits_quietly_on_a_closed_pipe() {
+    let bin = env!("CARGO_BIN_EXE_gateway");
+    for args in [
+        "routes",
+        "token --sub alice",
+        "sign --service billing --secret-env PIPE_SECRET GET /x",
+        "--help",
+        "--version",
+    ] {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &format!("sleep 1; exec \"$GATEWAY_BIN\" {args}")])
+            .env("GATEWAY_BIN", bin)
+            .env("JWT_SECRET", "binary-test-secret")
+            .env("PIPE_SECRET", "s")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut running = sh.spawn().unwrap();
+        drop(running.stdout.take());
+        let out = running.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "`gateway {args}`: {stderr}");
+        assert!(out.status.success(), "`gateway {args}`: {:?}", out.status);
+    }
+}
+
+/// Issue 14, point 1: `gateway demo` on a machine with nothing else
+/// running: every curl command its banner prints answers as the banner
+/// says (run through `bash` exactly as printed, with the demo's own
+/// development credentials).
+#[test]
+fn the_demo_answers_its_printed_curl_commands() {
+    let curl = Command::new("curl").arg("--version").output();
+    assert!(
+        curl.is_ok_and(|o| o.status.success()),
+        "this test runs the demo's curl commands: install curl"
+    );
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    demo.arg("demo")
+        .env("GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("GATEWAY_ACCESS_LOG", "off")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for s in [
+        "JWT",
+        "ORCHESTRATION_SERVICE",
+        "MEMORY_SERVICE",
+        "KNOWLEDGE_GRAPH_SERVICE",
+        "APPROVAL_SERVICE",
+        "INGESTION_SERVICE",
+        "COMPLIANCE_SERVICE",
+        "FLARING_SERVICE",
+        "AUTH_SERVICE",
+    ] {
+        demo.env_remove(format!("{s}_SECRET"))
+            .env_remove(format!("{s}_SECRET_FILE"));
+    }
+    let mut child = demo.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut banner = Vec::new();
+    let bound = loop {
+        let line = lines.next().expect("the demo printed its banner").unwrap();
+        if line.starts_with('{') {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if v["message"] == "gateway listening" {
+                break v["listen"].as_str().unwrap().to_owned();
+            }
+        } else {
+            banner.push(line);
+        }
+    };
+    // README.md quotes the banner: the quote must stay true.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let quoted = readme
+        .split("It prints commands to paste")
+        .nth(1)
+        .and_then(|r| r.split("```text").nth(1))
+        .and_then(|r| r.split("```").next())
+        .expect("README.md quotes the demo's banner");
+    for line in quoted
+        .lines()
+        .filter(|l| l.starts_with("# ") || l.starts_with("curl "))
+    {
+        let line = line.replace("127.0.0.1:8000", &bound);
+        assert!(
+            banner.contains(&line),
+            "README.md quotes `{line}`, the demo prints {banner:#?}"
+        );
+    }
+    // Examples: a `# N.` heading, then the lines to paste.
+    let mut examples: Vec<(String, String)> = Vec::new();
+    for line in &banner {
+        if line.starts_with("# ") && line.as_bytes().get(2).is_some_and(u8::is_ascii_digit) {
+            examples.push((line.clone(), String::new()));
+        } else if let Some((_, script)) = examples.last_mut() {
+            if !line.starts_with('#') && !line.is_empty() {
+                script.push_str(line);
+                script.push('\n');
+            }
+        }
+    }
+    let token = examples
+        .iter()
+        .flat_map(|(_, s)| s.lines())
+        .find(|l| l.starts_with("TOKEN="))
+        .map(|l| format!("{l}\n"))
+        .unwrap_or_default();
+    let run = |script: &str| {
+        let out = Command::new("bash")
+            .args(["-c", &format!("{token}{script}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(examples.len(), 4, "{banner:#?}");
+    let json = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    // 1. Public: the stand-in's echo of the rewritten request.
+    let (title, script) = &examples[0];
+    assert!(title.contains("public route"), "{title}");
+    let echo = json(&run(script));
+    assert_eq!(echo["stand_in_for"], "knowledge_graph", "{echo}");
+    assert_eq!(echo["path"], "/entity-types/demo?page=2", "{echo}");
+    assert_eq!(
+        echo["gateway_proof"],
+        "HmacV2 from `aegis-gateway`: verified"
+    );
+    assert!(echo["headers"]["x-request-id"].is_string(), "{echo}");
+    assert!(echo["headers"]["x-user-id"].is_null(), "{echo}");
+    // 2. JWT: the identity reaches the stand-in.
+    let (title, script) = &examples[1];
+    assert!(title.contains("JWT route"), "{title}");
+    let echo = json(&run(script));
+    assert_eq!(echo["headers"]["x-user-id"], "alice", "{echo}");
+    assert_eq!(echo["headers"]["x-user-roles"], "viewer", "{echo}");
+    assert_eq!(echo["gateway_proof"], "Jwt from `aegis-gateway`: verified");
+    // 3. A role she lacks: 403.
+    let (title, script) = &examples[2];
+    assert!(title.ends_with("403."), "{title}");
+    let answer = run(script);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(
+        answer.contains(r#""error":"Insufficient role""#),
+        "{answer}"
+    );
+    // 4. The limit: admitted first, then 429s.
+    let (title, script) = &examples[3];
+    assert!(title.contains("200s then 429s"), "{title}");
+    let codes: Vec<String> = run(script).split_whitespace().map(String::from).collect();
+    assert_eq!(codes.first().map(String::as_str), Some("200"), "{codes:?}");
+    assert!(codes.iter().any(|c| c == "429"), "{codes:?}");
+    assert!(codes.iter().all(|c| c == "200" || c == "429"), "{codes:?}");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(child.wait().unwrap().success());
+}
