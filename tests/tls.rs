@@ -243,6 +243,9 @@ async fn request(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
+    // An HTTP/1 sender takes one request at a time: sending before the
+    // previous exchange has fully settled is refused as "canceled".
+    sender.ready().await.map_err(|e| format!("ready: {e}"))?;
     let resp = sender
         .send_request(req.body(Full::new(Bytes::new())).unwrap())
         .await
