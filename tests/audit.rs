@@ -7,6 +7,8 @@
 //! 127.0.0.1:0, in-process upstreams that count what reaches them, and the
 //! log lines the gateway writes.
 
+#[path = "support/aegis.rs"]
+mod aegis;
 #[path = "support/lib.rs"]
 mod support;
 
@@ -17,11 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aegis::Spec as Aegis;
 use bytes::Bytes;
 use gateway::auth::hmac::{body_sha256, fresh_nonce, now_unix, sign_v2, V2Input};
 use gateway::config::StartupEnv;
 use gateway::log::AccessSink;
-use gateway::routes::Spec as Aegis;
 use gateway::server::Gateway;
 use gateway::service::{Proof, ServiceVerifier};
 use gateway::spec::{Methods, Spec as _};
@@ -234,7 +236,7 @@ async fn send_owned(method: &str, url: &str, headers: &[(String, String)]) -> Go
 
 // === Service Endpoint - Inbound ===
 
-/// The bundled spec's public routes (seed 004, "Unauthenticated routes").
+/// The AEGIS spec's public routes (seed 004, "Unauthenticated routes").
 /// Any other route must refuse a request that carries no credential.
 const AEGIS_PUBLIC: [&str; 4] = [
     "api_v1_auth_token",
@@ -257,7 +259,7 @@ fn concrete(router_path: &str) -> String {
 }
 
 /// Internal routes require auth; the auth middleware is global: every
-/// router path of the bundled spec, with every method its route accepts,
+/// router path of the AEGIS spec (the tests' copy), with every method its route accepts,
 /// is 401 without a credential and never reaches an upstream, except the
 /// routes that the spec declares public, which are exactly the four of
 /// seed 004. A new route is authenticated unless its policy says otherwise.
@@ -739,7 +741,7 @@ fn no_credential_has_a_built_in_value() {
         .collect();
     assert_eq!(dev.len(), 9, "{dev:?}");
     let start = |env: Vec<(String, String)>| {
-        Gateway::<Aegis>::new(&StartupEnv::from_pairs(env)).map(|_| ())
+        Gateway::<gateway::routes::Spec>::new(&StartupEnv::from_pairs(env)).map(|_| ())
     };
     assert!(start(dev.clone()).is_ok());
     for (name, _) in &dev {

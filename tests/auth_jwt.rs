@@ -1,15 +1,17 @@
-//! User authentication (contract §4) on the bundled AEGIS spec and on
+//! User authentication (contract §4) on the AEGIS spec (the tests' copy) and on
 //! specs with asymmetric keys: where tokens come from, what makes them
 //! invalid, roles, identity sent upstream, and the security events.
 
+#[path = "support/aegis.rs"]
+mod aegis;
 #[path = "support/lib.rs"]
 mod support;
 
 use std::sync::{Arc, Mutex};
 
+use aegis::Spec as Aegis;
 use base64::Engine as _;
 use gateway::log::AccessSink;
-use gateway::routes::Spec as Aegis;
 use serde_json::{json, Value};
 use support::{
     aegis_token, echo_upstream, now, send, sign_claims, start_shared, Got, Running, JWT_SECRET,

@@ -1,14 +1,16 @@
 //! Regressions from reviewing the spine against the contract: framing,
 //! disguised headers, Via, bogus upstream answers, disconnects.
 
+#[path = "support/aegis.rs"]
+mod aegis;
 #[path = "support/lib.rs"]
 mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aegis::Spec as Aegis;
 use gateway::log::AccessSink;
-use gateway::routes::Spec as Aegis;
 use support::{echo_upstream, raw, send, start_shared, Running};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

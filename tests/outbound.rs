@@ -2,6 +2,8 @@
 //! of the gateway's identity that the upstream checks with the public
 //! verifier (`gateway::service::ServiceVerifier`).
 
+#[path = "support/aegis.rs"]
+mod aegis;
 #[path = "support/lib.rs"]
 mod support;
 
@@ -33,8 +35,7 @@ async fn every_aegis_upstream_verifies_the_gateway_on_every_route() {
         logs.push(log);
     }
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let (gw, _) =
-        start_shared::<gateway::routes::Spec>(&env, AccessSink::Memory(lines.clone())).await;
+    let (gw, _) = start_shared::<aegis::Spec>(&env, AccessSink::Memory(lines.clone())).await;
     let bearer = support::admin_bearer();
     let paths = [
         ("POST", "/api/v1/conversations/c1?x=1", "Jwt"),
@@ -405,7 +406,7 @@ fn start_up_needs_every_credential_and_https_in_production() {
 #[test]
 fn rehearse_builds_the_signed_upstream_head_without_sending() {
     let env = StartupEnv::from_pairs(support::aegis_env());
-    let gw = Gateway::<gateway::routes::Spec>::new(&env).unwrap();
+    let gw = Gateway::<aegis::Spec>::new(&env).unwrap();
     let conn = gateway::server::Connection {
         peer: "127.0.0.1:40000".parse().unwrap(),
         tls: false,

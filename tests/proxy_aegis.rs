@@ -1,12 +1,15 @@
-//! The bundled AEGIS spec, black-box: a real listener on 127.0.0.1:0 in
+//! The AEGIS spec (`tests/specs/aegis.yaml`, the tests' copy of the
+//! bundled `gateway.yaml`), black-box: a real listener on 127.0.0.1:0 in
 //! front of one in-process upstream per service.
 
+#[path = "support/aegis.rs"]
+mod aegis;
 #[path = "support/lib.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
-use gateway::routes::{RouteId, Spec};
+use aegis::{RouteId, Spec};
 use gateway::spec::Spec as _;
 use http_body_util::BodyExt;
 use support::{admin_bearer, echo_upstream, raw, start, Running};
@@ -117,6 +120,18 @@ async fn every_aegis_route_rewrites_to_its_upstream() {
         );
     }
     gw.shutdown().await;
+}
+
+/// What `gateway routes` prints for the AEGIS spec (that the binary prints
+/// its compiled table is `tests/binary.rs`'s concern).
+#[test]
+fn the_route_table_names_the_gateway_and_its_routes() {
+    let table = Spec::ROUTE_TABLE;
+    assert!(table.contains("/api/v1/agents/{id}/execute"), "{table}");
+    assert!(
+        table.starts_with("gateway `aegis-gateway` listening on 0.0.0.0:8000"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

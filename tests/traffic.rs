@@ -1,6 +1,8 @@
 //! Traffic policy (contract §7) through the running gateway: rate limits,
 //! CORS, body limits.
 
+#[path = "support/aegis.rs"]
+mod aegis;
 #[path = "support/lib.rs"]
 mod support;
 
@@ -8,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use gateway::routes::Spec as Aegis;
+use aegis::Spec as Aegis;
 use support::{aegis_token, echo_upstream, raw, send, start, Running};
 
 async fn aegis() -> Running {
