@@ -25,6 +25,18 @@ pub struct GatewaySpec {
     pub drain_timeout: Duration,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// Default of [`RouteSpec::body_timeout`] (`gateway.timeouts.body`).
+    pub body_timeout: Duration,
+    /// The least average rate of a streamed request body once its first
+    /// body timeout has passed, bytes per second
+    /// (`gateway.limits.min_body_rate`).
+    pub min_body_rate: u64,
+    /// Request-body bytes buffered at once, all clients together
+    /// (`gateway.limits.body_buffer`).
+    pub body_buffer: usize,
+    /// The share of `body_buffer` one client address, and one connection,
+    /// may hold (`gateway.limits.body_buffer_per_client`).
+    pub body_buffer_per_client: usize,
     /// TLS termination (`gateway.tls`); plain HTTP when absent.
     pub tls: Option<&'static TlsSpec>,
 }
@@ -185,6 +197,9 @@ pub struct RouteSpec {
     pub rest_segment: Option<usize>,
     /// Upstream response-head timeout.
     pub timeout: Duration,
+    /// How long the client has to send a buffered body whole; the longest
+    /// a streamed body may stall (408 beyond, and the connection closed).
+    pub body_timeout: Duration,
     /// The named policy, if any.
     pub policy: Option<&'static str>,
     /// For routes that verify a body signature: the body is read first, up

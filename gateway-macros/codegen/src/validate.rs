@@ -51,6 +51,14 @@ pub struct GatewayIr {
     pub drain_ms: u64,
     /// Client request-head deadline.
     pub header_read_ms: u64,
+    /// Default client request-body deadline (and stall limit).
+    pub body_ms: u64,
+    /// Least average rate of a streamed request body, bytes per second.
+    pub min_body_rate: u64,
+    /// Buffered request-body bytes, all clients together.
+    pub body_buffer: u64,
+    /// The share of `body_buffer` one client address or connection may hold.
+    pub body_buffer_per_client: u64,
     /// JWT verification, when configured.
     pub jwt: Option<auth::JwtIr>,
     /// HMAC service auth, when configured.
@@ -105,6 +113,8 @@ pub struct RouteIr {
     pub rest_segment: Option<usize>,
     /// Upstream response-head timeout.
     pub timeout_ms: u64,
+    /// Client request-body deadline (and stall limit).
+    pub body_timeout_ms: u64,
     /// Credentials forwarded upstream.
     pub forward: Vec<Credential>,
     /// The named policy, if any.
@@ -236,6 +246,10 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         upstream_ms: dur("upstream", &g.timeouts.upstream, 30_000),
         drain_ms: dur("drain", &g.timeouts.drain, 30_000),
         header_read_ms: dur("header_read", &g.timeouts.header_read, 10_000),
+        body_ms: dur("body", &g.timeouts.body, 10_000),
+        min_body_rate: 0,
+        body_buffer: 0,
+        body_buffer_per_client: 0,
         jwt: None,
         service_auth: None,
         tls: None,
@@ -249,7 +263,14 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         tls: g.tls.as_ref().map(|t| auth::check_tls(cx, t)),
         ..ir
     };
-    ir
+    let (min_body_rate, body_buffer, body_buffer_per_client) =
+        traffic::check_limits(cx, &at.key("limits"), &g.limits);
+    GatewayIr {
+        min_body_rate,
+        body_buffer,
+        body_buffer_per_client,
+        ..ir
+    }
 }
 
 fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
@@ -703,6 +724,9 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
     if let Some(b) = &p.body_limit {
         cx.check(&at.key("body_limit"), traffic::parse_size(b));
     }
+    if let Some(t) = &p.body_timeout {
+        cx.check(&at.key("body_timeout"), values::duration_ms(t));
+    }
     if let Some(r) = &p.retries {
         traffic::check_retries(cx, &at.key("retries"), r);
     }
@@ -746,6 +770,11 @@ fn check_route(
         .as_deref()
         .and_then(|t| values::duration_ms(t).ok())
         .unwrap_or(gw.upstream_ms);
+    let body_timeout_ms = policy
+        .body_timeout
+        .as_deref()
+        .and_then(|t| values::duration_ms(t).ok())
+        .unwrap_or(gw.body_ms);
     let mut forward = policy.forward_credentials.clone().unwrap_or_default();
     forward.sort();
     forward.dedup();
@@ -835,6 +864,7 @@ fn check_route(
         versions,
         rest_segment,
         timeout_ms,
+        body_timeout_ms,
         forward,
         rate_limit: policy
             .rate_limit
@@ -914,6 +944,7 @@ fn overlay(base: Policy, over: &Policy) -> Policy {
         cors: o.cors.or(base.cors),
         retries: o.retries.or(base.retries),
         body_limit: o.body_limit.or(base.body_limit),
+        body_timeout: o.body_timeout.or(base.body_timeout),
     }
 }
 

@@ -381,3 +381,38 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
         }
     }
 }
+
+/// `gateway.limits`: (min_body_rate, body_buffer, body_buffer_per_client)
+/// in bytes, defaults filled in.
+///
+/// A per-client share larger than the whole budget would let one client
+/// take all of it, which is what the share exists to prevent.
+pub(super) fn check_limits(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    l: &crate::spec::Limits,
+) -> (u64, u64, u64) {
+    let mut size = |key: &str, v: &Option<String>, default: u64| match v {
+        Some(s) => cx.check(&at.key(key), parse_size(s)).unwrap_or(default),
+        None => default,
+    };
+    let rate = size("min_body_rate", &l.min_body_rate, 1 << 10);
+    let total = size("body_buffer", &l.body_buffer, 64 << 20);
+    let per_client = size(
+        "body_buffer_per_client",
+        &l.body_buffer_per_client,
+        (8 << 20).min(total),
+    );
+    if per_client > total {
+        cx.error(
+            &at.key("body_buffer_per_client"),
+            problem(
+                format!(
+                    "the per-client share ({per_client} bytes) is larger than `body_buffer` ({total} bytes)"
+                ),
+                "make `body_buffer_per_client` at most `body_buffer`, so one client cannot take the whole budget",
+            ),
+        );
+    }
+    (rate, total, per_client)
+}
