@@ -359,3 +359,67 @@ async fn an_upstream_that_really_hangs_still_opens_its_breaker() {
     assert_eq!(r.json()["error"], "Service temporarily unavailable");
     f.gw.shutdown().await;
 }
+
+/// Issue 13 §1: one HTTP/2 connection with many streams pinned many times
+/// a stream's limit. The streams of a connection share one share, even
+/// when each names another client address.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_streams_of_one_http2_connection_share_one_share() {
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    let f = fixture().await;
+    let tcp = TcpStream::connect(f.gw.addr).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let streams = 10;
+    let mut answers = Vec::new();
+    for i in 0..streams {
+        // One byte short of the declared length, then nothing.
+        let first: Result<Frame<Bytes>, std::convert::Infallible> =
+            Ok(Frame::data(Bytes::from(vec![b'x'; DECLARED - 1])));
+        let body = StreamBody::new(
+            futures_util::stream::iter([first]).chain(futures_util::stream::pending()),
+        );
+        let req = http::Request::post(f.gw.url("/held/x"))
+            .header("content-length", DECLARED)
+            .header("x-forwarded-for", format!("10.3.0.{}", i + 1))
+            .body(body)
+            .unwrap();
+        let mut tx = tx.clone();
+        answers.push(tokio::spawn(async move {
+            tx.ready().await.ok()?;
+            let resp = tokio::time::timeout(Duration::from_secs(3), tx.send_request(req))
+                .await
+                .ok()?
+                .ok()?;
+            let status = resp.status().as_u16();
+            let body = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .ok()?
+                .to_bytes();
+            Some((status, body))
+        }));
+    }
+    let mut refused = 0;
+    for a in answers {
+        if let Some((status, body)) = a.await.unwrap() {
+            assert_eq!(status, 503, "{body:?}");
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["error"], "overloaded");
+            refused += 1;
+        }
+    }
+    let share = PER_CLIENT / DECLARED;
+    assert_eq!(refused, streams - share, "the connection holds {share} bodies");
+    assert!(f.g.buffered_body_bytes() <= PER_CLIENT);
+    drop(tx);
+    f.gw.shutdown().await;
+}
