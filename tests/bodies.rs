@@ -11,7 +11,10 @@
 mod support;
 
 #[path = "hostile/wire.rs"]
-#[allow(dead_code, reason = "the hostile suite's raw-HTTP helpers; this file uses a few")]
+#[allow(
+    dead_code,
+    reason = "the hostile suite's raw-HTTP helpers; this file uses a few"
+)]
 mod wire;
 
 use std::net::SocketAddr;
@@ -46,7 +49,10 @@ async fn fixture() -> Fixture {
     let (gw, g) = support::start_shared::<bodies::Spec>(
         &[
             ("BODIES_SIGNED_URL", format!("http://{echo}")),
-            ("BODIES_SIGNED_SECRET", "bodies-signing-secret-0123456789ab".into()),
+            (
+                "BODIES_SIGNED_SECRET",
+                "bodies-signing-secret-0123456789ab".into(),
+            ),
             ("BODIES_PLAIN_URL", format!("http://{echo}")),
             ("BODIES_HANGING_URL", format!("http://{hanging}")),
         ],
@@ -86,7 +92,8 @@ async fn unfinished(
         None => "transfer-encoding: chunked\r\n".to_owned(),
     };
     let xff = client.map_or(String::new(), |c| format!("x-forwarded-for: {c}\r\n"));
-    let mut req = format!("POST {path} HTTP/1.1\r\nhost: gw.test\r\n{framing}{xff}\r\n").into_bytes();
+    let mut req =
+        format!("POST {path} HTTP/1.1\r\nhost: gw.test\r\n{framing}{xff}\r\n").into_bytes();
     let body = vec![b'x'; sent];
     match declared {
         Some(_) => req.extend_from_slice(&body),
@@ -131,7 +138,12 @@ async fn closes(r: &mut (impl AsyncRead + Unpin)) -> bool {
 }
 
 fn assert_408(r: &Parsed, what: &str) {
-    assert_eq!(r.status, 408, "{what}: {:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        408,
+        "{what}: {:?}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(
         r.json()["error"],
         "Request body not received in time",
@@ -142,7 +154,12 @@ fn assert_408(r: &Parsed, what: &str) {
 }
 
 fn assert_overloaded(r: &Parsed, what: &str) {
-    assert_eq!(r.status, 503, "{what}: {:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        503,
+        "{what}: {:?}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_eq!(r.json()["error"], "overloaded", "{what}");
     assert!(r.json()["request_id"].is_string(), "{what}");
 }
@@ -221,7 +238,16 @@ async fn unfinished_buffered_bodies_from_many_clients_stay_within_the_budget() {
     let mut conns = Vec::with_capacity(n);
     for i in 0..n {
         let client = format!("10.1.{}.{}", i / 250, i % 250 + 1);
-        conns.push(unfinished(f.gw.addr, "/held/x", Some(DECLARED), DECLARED - 1, Some(&client)).await);
+        conns.push(
+            unfinished(
+                f.gw.addr,
+                "/held/x",
+                Some(DECLARED),
+                DECLARED - 1,
+                Some(&client),
+            )
+            .await,
+        );
         assert!(f.g.buffered_body_bytes() <= BUDGET);
         if i % 100 == 99 {
             assert_eq!(send("GET", &f.gw.url("/health"), &[], "").await.status, 200);
@@ -260,7 +286,12 @@ async fn unfinished_buffered_bodies_from_many_clients_stay_within_the_budget() {
     // same route, a streamed body.
     assert_eq!(send("GET", &f.gw.url("/health"), &[], "").await.status, 200);
     assert_eq!(send("GET", &f.gw.url("/held/x"), &[], "").await.status, 200);
-    assert_eq!(send("POST", &f.gw.url("/stream/x"), &[], "legit").await.status, 200);
+    assert_eq!(
+        send("POST", &f.gw.url("/stream/x"), &[], "legit")
+            .await
+            .status,
+        200
+    );
     drop(held);
     assert!(
         eventually(|| f.g.buffered_body_bytes() == 0).await,
@@ -336,8 +367,7 @@ async fn a_client_stalling_its_body_cannot_open_the_upstreams_breaker() {
         }
         let ok = send("POST", &f.gw.url(path), &[], "legit").await;
         assert_eq!(
-            ok.status,
-            200,
+            ok.status, 200,
             "{path}: the next request is proxied: {:?}",
             ok.body
         );
@@ -418,7 +448,11 @@ async fn the_streams_of_one_http2_connection_share_one_share() {
         }
     }
     let share = PER_CLIENT / DECLARED;
-    assert_eq!(refused, streams - share, "the connection holds {share} bodies");
+    assert_eq!(
+        refused,
+        streams - share,
+        "the connection holds {share} bodies"
+    );
     assert!(f.g.buffered_body_bytes() <= PER_CLIENT);
     drop(tx);
     f.gw.shutdown().await;

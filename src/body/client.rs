@@ -121,12 +121,11 @@ impl Watch {
         // Time the upstream spent not taking bytes is not the client's.
         self.since += now.saturating_duration_since(self.handed);
         // At most a day: a huge body must not overflow the deadline.
-        let earned = Duration::from_secs(self.received / self.rate).min(Duration::from_secs(86_400));
+        let earned =
+            Duration::from_secs(self.received / self.rate).min(Duration::from_secs(86_400));
         let rate_deadline = self.since + self.timeout + earned;
         let stall_deadline = now + self.timeout;
-        self.timer
-            .as_mut()
-            .reset(rate_deadline.min(stall_deadline));
+        self.timer.as_mut().reset(rate_deadline.min(stall_deadline));
     }
 
     fn handed_on(&mut self, now: Instant, bytes: usize, complete: bool) {
