@@ -634,11 +634,12 @@ impl<S: Spec> Gateway<S> {
             Head::Forward(plan) => plan,
         };
         let spec = plan.spec;
-        // Held while the gateway holds the buffered body's bytes.
-        let mut permit = self.bodies.permit(ctx.client_ip, buffered);
+        // Held while the gateway holds a buffered body's bytes.
+        let mut permit = None;
         let body = match spec.buffer_body {
             Some(limit) => {
-                let bytes = read_body(&parts, body, limit, spec.body_timeout, &mut permit).await?;
+                let permit = permit.insert(self.bodies.permit(ctx.client_ip, buffered));
+                let bytes = read_body(&parts, body, limit, spec.body_timeout, permit).await?;
                 ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
                 Either::Right(Full::new(bytes))
             }
