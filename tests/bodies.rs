@@ -38,6 +38,29 @@ const PER_CLIENT: usize = 64 << 10;
 /// What the tests declare on the 16 KiB buffered routes.
 const DECLARED: usize = 16_000;
 
+const BILLING_SECRET: &str = "bodies-billing-secret-0123456789ab";
+
+/// The signing headers of `billing` for `POST path` with `body`.
+fn billing_signed(path: &str, body: &[u8], nonce: &str) -> String {
+    use gateway::auth::hmac;
+    let ts = hmac::now_unix().to_string();
+    let sig = hmac::sign_v2(
+        BILLING_SECRET.as_bytes(),
+        &hmac::V2Input {
+            method: "POST",
+            path_and_query: path,
+            timestamp: &ts,
+            nonce,
+            service: "billing",
+            tenant: "",
+            body_sha256: &hmac::body_sha256(body),
+        },
+    );
+    format!(
+        "x-internal-service-auth: {sig}\r\nx-service-name: billing\r\nx-internal-timestamp: {ts}\r\nx-internal-nonce: {nonce}\r\n"
+    )
+}
+
 struct Fixture {
     gw: Running,
     g: Arc<Gateway<bodies::Spec>>,
@@ -55,6 +78,7 @@ async fn fixture() -> Fixture {
             ),
             ("BODIES_PLAIN_URL", format!("http://{echo}")),
             ("BODIES_HANGING_URL", format!("http://{hanging}")),
+            ("BODIES_BILLING_SECRET", BILLING_SECRET.into()),
         ],
         AccessSink::Off,
     )
@@ -367,6 +391,48 @@ async fn a_rate_limited_client_is_refused_before_its_body_is_read() {
     let r = response(&mut s, PATIENCE).await.expect("an answer");
     assert_eq!(r.status, 429, "{:?}", String::from_utf8_lossy(&r.body));
     assert_eq!(f.g.buffered_body_bytes(), 0);
+    f.gw.shutdown().await;
+}
+
+/// A limit keyed on the calling service can run only once the caller's
+/// signature over the body is verified. A caller found over it has its
+/// next request refused on the head, before its body is read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_over_its_limit_is_refused_before_its_next_body_is_read() {
+    let f = fixture().await;
+    let path = "/service/x";
+    // Signed over `body`; declares `declared` bytes and sends `body` only
+    // when that is its length.
+    let post = |nonce: &str, body: &[u8], declared: usize| {
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: gw.test\r\ncontent-length: {declared}\r\n{}\r\n",
+            billing_signed(path, body, nonce)
+        )
+        .into_bytes();
+        if declared == body.len() {
+            req.extend_from_slice(body);
+        }
+        req
+    };
+    let mut answers = Vec::new();
+    for (nonce, body) in [
+        ("bodies-nonce-0001", b"first"),
+        ("bodies-nonce-0002", b"again"),
+    ] {
+        let mut s = TcpStream::connect(f.gw.addr).await.unwrap();
+        s.write_all(&post(nonce, body, body.len())).await.unwrap();
+        answers.push(response(&mut s, PATIENCE).await.expect("an answer").status);
+    }
+    assert_eq!(answers, [200, 429], "the second is over the limit of 1/min");
+    // A third declares a body and sends none of it: refused at once, not
+    // after the 1 s body deadline.
+    let mut s = TcpStream::connect(f.gw.addr).await.unwrap();
+    s.write_all(&post("bodies-nonce-0003", b"never sent", DECLARED))
+        .await
+        .unwrap();
+    let r = response(&mut s, PATIENCE).await.expect("an answer");
+    assert_eq!(r.status, 429, "{:?}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("retry-after").is_some());
     f.gw.shutdown().await;
 }
 
