@@ -1,5 +1,9 @@
 //! Body types. Upstream bodies stream through untouched; the gateway's own
-//! answers are small and complete.
+//! answers are small and complete. Request bodies are bounded in time
+//! ([`client`]) and, when the gateway buffers them, in memory ([`budget`]).
+
+pub mod budget;
+pub mod client;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};

@@ -49,6 +49,11 @@ pub enum ErrorKind {
     UnsupportedVersion(&'static [&'static str]),
     /// The selected API version is past its sunset and retired.
     VersionGone,
+    /// The client did not send its request body within the route's body
+    /// timeout (or stalled it); the connection is closed after the answer.
+    RequestTimeout,
+    /// The gateway's budget for buffered request bodies is spent.
+    Overloaded,
 }
 
 /// Which side caused the error, for logs.
@@ -113,6 +118,8 @@ impl GatewayError {
             ErrorKind::CorsOriginNotAllowed => StatusCode::FORBIDDEN,
             ErrorKind::UnsupportedVersion(_) => StatusCode::BAD_REQUEST,
             ErrorKind::VersionGone => StatusCode::GONE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -136,7 +143,18 @@ impl GatewayError {
             ErrorKind::CorsOriginNotAllowed => "Origin not allowed",
             ErrorKind::UnsupportedVersion(_) => "Unsupported API version",
             ErrorKind::VersionGone => "API version retired",
+            ErrorKind::RequestTimeout => "Request body not received in time",
+            // Contract §2 names this message.
+            ErrorKind::Overloaded => "overloaded",
         }
+    }
+
+    /// Whether the client's connection is closed after this answer: the
+    /// rest of its request body was never read (HTTP/1 cannot find the
+    /// next request after it), and a client that stalled or flooded the
+    /// body buffer should not keep its connection.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self.kind, ErrorKind::RequestTimeout | ErrorKind::Overloaded)
     }
 
     /// The JSON error response.

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Request, Response};
-use hyper::body::Incoming;
+use http_body_util::LengthLimitError;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use std::sync::Arc;
 
+use crate::body::client::BodyTimeout;
 use crate::config::{upstream_url, StartupEnv, StartupError, UpstreamUrl};
 use crate::error::{ErrorKind, GatewayError};
 use crate::outbound::{Clock, Signer};
@@ -60,10 +61,11 @@ impl Upstream {
     }
 }
 
-/// A request body on its way upstream: the client's stream, or a body the
-/// gateway read first (to verify a signature over it).
+/// A request body on its way upstream: the client's stream (limited and
+/// watched for stalls), or a body the gateway read first (to verify a
+/// signature over it).
 pub type ProxyBody =
-    http_body_util::Either<http_body_util::Limited<Incoming>, http_body_util::Full<bytes::Bytes>>;
+    http_body_util::Either<crate::body::client::ClientBody, http_body_util::Full<bytes::Bytes>>;
 
 /// What connects to upstreams: plain TCP for `http://`, rustls for
 /// `https://` (certificates always verified).
@@ -252,8 +254,12 @@ impl Proxy {
         let started = Instant::now();
         match tokio::time::timeout(timeout, upstream.pool.send(req)).await {
             Ok(Ok(resp)) => Ok((resp, started.elapsed())),
-            Ok(Err(pool::SendError::Request(e))) if over_limit(&e) => {
+            Ok(Err(pool::SendError::Request(e))) if caused_by::<LengthLimitError>(&e) => {
                 Err(GatewayError::client(ErrorKind::PayloadTooLarge))
+            }
+            // The client stalled its body: its fault, answered 408.
+            Ok(Err(pool::SendError::Request(e))) if caused_by::<BodyTimeout>(&e) => {
+                Err(GatewayError::client(ErrorKind::RequestTimeout))
             }
             // The client's own body stream broke (bad chunked framing,
             // early close): the client's fault, not the upstream's.
@@ -338,12 +344,13 @@ impl Drop for BreakerCall<'_> {
     }
 }
 
-/// Whether the request failed because the client's body grew past the
-/// route's limit.
-fn over_limit(e: &hyper::Error) -> bool {
+/// Whether the request failed because of the client's body: `T` is
+/// [`LengthLimitError`] (it grew past the route's limit) or
+/// [`BodyTimeout`] (it stalled).
+fn caused_by<T: std::error::Error + 'static>(e: &hyper::Error) -> bool {
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
+        if s.is::<T>() {
             return true;
         }
         source = s.source();

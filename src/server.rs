@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,6 +24,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::auth::{AuthFailure, SigningHeaders};
+use crate::body::budget::{BodyBudget, Permit};
+use crate::body::client::ClientBody;
 use crate::body::{full, ResponseBody};
 use crate::chain::{Flow, RequestCtx};
 use crate::config::{StartupEnv, StartupError, TrustedProxies};
@@ -39,7 +41,7 @@ use crate::routing::{self, Miss, Router};
 use crate::spec::RouteSpec;
 use crate::spec::{LimitsSpec, Spec};
 use crate::tls::ClientIdentity;
-use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Body as _;
 
 /// What the gateway knows about one client connection.
@@ -77,6 +79,8 @@ pub struct Gateway<S: Spec> {
     /// [`headers::CLIENT_CLAIMED`]: phase 1 leaves these for
     /// `upstream_head` to judge.
     claimed_allowed: u16,
+    /// Memory for buffered request bodies (`gateway.limits`).
+    bodies: BodyBudget,
 }
 
 impl<S: Spec> std::fmt::Debug for Gateway<S> {
@@ -200,6 +204,7 @@ impl<S: Spec> Gateway<S> {
             claimed_allowed: S::SERVICES
                 .iter()
                 .fold(0, |m, s| m | headers::claimed_mask(s.allow_client_headers)),
+            bodies: BodyBudget::new(g.limits.body_buffer, g.limits.body_buffer_per_client),
         })
     }
 
@@ -251,6 +256,12 @@ impl<S: Spec> Gateway<S> {
         &self.proxy
     }
 
+    /// Bytes of request bodies the gateway holds right now, buffered
+    /// before proxying (bounded by `gateway.limits.body_buffer`).
+    pub fn buffered_body_bytes(&self) -> usize {
+        self.bodies.in_use()
+    }
+
     /// Handles one request on a plain-HTTP connection from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let conn = Connection {
@@ -261,15 +272,30 @@ impl<S: Spec> Gateway<S> {
         self.handle_on(req, &conn).await
     }
 
-    /// Handles one request end to end, on `conn`.
+    /// Handles one request end to end, on `conn`. A body it buffers counts
+    /// against the client address's share only; [`serve`] also counts
+    /// every request of a connection against one share.
     pub async fn handle_on(
         &self,
         req: Request<Incoming>,
         conn: &Connection,
     ) -> Response<ResponseBody> {
+        let alone = AtomicUsize::new(0);
+        self.handle_in(req, conn, &alone).await
+    }
+
+    /// Handles one request end to end, on `conn`, whose buffered request
+    /// bodies together hold `buffered` bytes.
+    async fn handle_in(
+        &self,
+        req: Request<Incoming>,
+        conn: &Connection,
+        buffered: &AtomicUsize,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let origin = parts.headers.get(http::header::ORIGIN).cloned();
+        let http1 = parts.version < http::Version::HTTP_2;
         let (mut ctx, fwd) = self.begin(&mut parts, conn, started);
         // Logs the request even if the client goes away before the answer
         // and this future is dropped.
@@ -286,6 +312,7 @@ impl<S: Spec> Gateway<S> {
         };
         let routed = match Self::admit(&mut ctx, &fwd, conn, &parts.uri) {
             Ok(()) => {
+                let body = (body, buffered);
                 self.route(&mut ctx, parts, body, &fwd, &mut pending.out)
                     .await
             }
@@ -295,7 +322,16 @@ impl<S: Spec> Gateway<S> {
             Ok(resp) => resp,
             Err(e) => {
                 pending.out.error = Some(e.to_string());
-                e.into_response(ctx.ids.request_id())
+                let close = http1 && e.closes_connection();
+                let mut resp = e.into_response(ctx.ids.request_id());
+                if close {
+                    // hyper closes an HTTP/1 connection after a response
+                    // that says so. HTTP/2 has no such header: there the
+                    // stream alone ends (RST_STREAM after the answer).
+                    resp.headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                resp
             }
         };
         headers::set_ids(resp.headers_mut(), &ctx);
@@ -599,32 +635,46 @@ impl<S: Spec> Gateway<S> {
         Ok(())
     }
 
+    /// Phases 2 to 4 for a request whose `body` comes on a connection
+    /// that holds the second element's count of buffered body bytes.
     async fn route(
         &self,
         ctx: &mut RequestCtx,
         mut parts: http::request::Parts,
-        body: Incoming,
+        (body, buffered): (Incoming, &AtomicUsize),
         fwd: &ClientForwarded,
         out: &mut Outcome,
     ) -> Result<Response<ResponseBody>, GatewayError> {
         let client_version = parts.version;
+        // Every head-only check, the rate limit included, has passed when
+        // `head` returns a plan: a refused client never gets its body read.
         let plan = match self.head(ctx, &parts, out)? {
             Head::Answered(resp) => return Ok(resp),
             Head::Forward(plan) => plan,
         };
         let spec = plan.spec;
+        // Held while the gateway holds a buffered body's bytes.
+        let mut permit = None;
         let body = match spec.buffer_body {
             Some(limit) => {
-                let bytes = read_body(&parts, body, limit).await?;
+                let permit = permit.insert(self.bodies.permit(ctx.client_ip, buffered));
+                let bytes = read_body(&parts, body, limit, spec.body_timeout, permit).await?;
                 ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
                 Either::Right(Full::new(bytes))
             }
-            // A streamed body that grows past the limit aborts the upstream
-            // request, which so never receives a complete request.
-            None => Either::Left(Limited::new(body, spec.body_limit as usize)),
+            // A streamed body that grows past the limit or stalls aborts
+            // the upstream request, which so never receives a complete
+            // request.
+            None => Either::Left(ClientBody::new(
+                body,
+                spec.body_limit as usize,
+                spec.body_timeout,
+                S::GATEWAY.limits.min_body_rate,
+            )),
         };
         let upstream = self.upstream_head(ctx, &mut parts, plan, fwd, out)?;
         let (resp, took) = self.attempts(spec, upstream, ctx, parts, body).await?;
+        drop(permit);
         out.upstream_ms = Some(took.as_secs_f64() * 1000.0);
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             // The gateway never forwards Upgrade, so a 101 is bogus.
@@ -657,6 +707,12 @@ impl<S: Spec> Gateway<S> {
         body: ProxyBody,
     ) -> Result<(Response<proxy::pool::UpstreamBody>, std::time::Duration), GatewayError> {
         let deadline = Instant::now() + spec.timeout;
+        // How far the client's streamed body has come, to tell a stalled
+        // client from a hung upstream.
+        let progress = match &body {
+            Either::Left(b) => b.progress(),
+            Either::Right(_) => None,
+        };
         // A body can be sent again only if it is empty or was read in full.
         let replay: Option<bytes::Bytes> = match &body {
             Either::Right(full) if spec.retries.is_some() => Some(
@@ -722,10 +778,19 @@ impl<S: Spec> Gateway<S> {
                 .and_then(|r| r.per_try_timeout)
                 .map_or(remaining, |t| t.min(remaining));
             let call = proxy::BreakerCall::admit(upstream)?;
-            let result = self
+            let mut result = self
                 .proxy
                 .send(upstream, Request::from_parts(head, this_body), per_try)
                 .await;
+            if let (Err(e), Some(p)) = (&result, &progress) {
+                // The attempt ran out of time while the gateway was still
+                // waiting for the client's body: the upstream could not
+                // have answered a request it never got whole. The client's
+                // doing (408): not the breaker's, never retried.
+                if e.kind == ErrorKind::GatewayTimeout && p.client_behind() {
+                    result = Err(GatewayError::client(ErrorKind::RequestTimeout));
+                }
+            }
             call.record(&result);
             let Some(r) = policy.filter(|r| attempt < r.attempts) else {
                 return result;
@@ -769,13 +834,22 @@ struct Plan<R> {
     rel: String,
 }
 
-/// Reads a whole body of at most `limit` bytes: a declared length over it
-/// is refused before reading, a longer stream as soon as it passes it.
+/// Reads a whole body of at most `limit` bytes within `timeout`: a
+/// declared length over the limit is refused before reading, a longer
+/// stream as soon as it passes it (413); a body not complete in time is
+/// 408. Its bytes are taken from `permit` before they are held: a declared
+/// length at once, a chunked body as it grows; 503 `overloaded` when the
+/// budget has no room.
 async fn read_body(
     parts: &http::request::Parts,
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
+    timeout: std::time::Duration,
+    permit: &mut Permit<'_>,
 ) -> Result<bytes::Bytes, GatewayError> {
+    if body.is_end_stream() {
+        return Ok(bytes::Bytes::new());
+    }
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -784,14 +858,44 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::client(ErrorKind::PayloadTooLarge));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => {
-            Err(GatewayError::client(ErrorKind::PayloadTooLarge))
+    let overloaded = |_| GatewayError::client(ErrorKind::Overloaded);
+    let declared = declared.map_or(0, |n| n as usize);
+    permit.grow(declared).map_err(overloaded)?;
+    let read = async {
+        let mut first: Option<bytes::Bytes> = None;
+        let mut rest = bytes::BytesMut::new();
+        let mut len = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| {
+                GatewayError::client(ErrorKind::BadRequest("Malformed request body"))
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            len += data.len();
+            if len > limit {
+                return Err(GatewayError::client(ErrorKind::PayloadTooLarge));
+            }
+            if len > permit.held() {
+                permit.grow(len - permit.held()).map_err(overloaded)?;
+            }
+            // One chunk is kept as it came; several are joined once.
+            match first.take() {
+                None if rest.is_empty() => first = Some(data),
+                taken => {
+                    if rest.is_empty() {
+                        rest.reserve(declared.max(len));
+                    }
+                    rest.extend_from_slice(&taken.unwrap_or_default());
+                    rest.extend_from_slice(&data);
+                }
+            }
         }
-        Err(_) => Err(GatewayError::client(ErrorKind::BadRequest(
-            "Malformed request body",
-        ))),
+        Ok(first.unwrap_or_else(|| rest.freeze()))
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(read) => read,
+        Err(_) => Err(GatewayError::client(ErrorKind::RequestTimeout)),
     }
 }
 
@@ -816,13 +920,15 @@ async fn serve_connection<S: Spec, I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = Arc::new(conn);
+    // The connection and the body bytes its requests buffer together
+    // (all the streams of an HTTP/2 connection share one share).
+    let conn = Arc::new((conn, AtomicUsize::new(0)));
     let started = Arc::new(AtomicBool::new(false));
     let first = started.clone();
     let svc = service_fn(move |req| {
         first.store(true, Ordering::Relaxed);
         let (gw, conn) = (gw.clone(), conn.clone());
-        async move { Ok::<_, Infallible>(gw.handle_on(req, &conn).await) }
+        async move { Ok::<_, Infallible>(gw.handle_in(req, &conn.0, &conn.1).await) }
     });
     let served = builder.serve_connection(TokioIo::new(io), svc).into_owned();
     let served = watcher.watch(served);

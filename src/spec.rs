@@ -25,8 +25,10 @@ pub struct GatewaySpec {
     pub drain_timeout: Duration,
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
-    /// What one client may send (`gateway.limits`).
+    /// What one client may send and make the gateway hold (`gateway.limits`).
     pub limits: LimitsSpec,
+    /// Default of [`RouteSpec::body_timeout`] (`gateway.timeouts.body`).
+    pub body_timeout: Duration,
     /// TLS termination (`gateway.tls`); plain HTTP when absent.
     pub tls: Option<&'static TlsSpec>,
 }
@@ -39,6 +41,16 @@ pub struct LimitsSpec {
     pub max_head: usize,
     /// The most header fields in a request.
     pub max_headers: usize,
+    /// The least average rate of a streamed request body once its first
+    /// body timeout has passed, bytes per second
+    /// (`gateway.limits.min_body_rate`).
+    pub min_body_rate: u64,
+    /// Request-body bytes buffered at once, all clients together
+    /// (`gateway.limits.body_buffer`).
+    pub body_buffer: usize,
+    /// The share of `body_buffer` one client address, and one connection,
+    /// may hold (`gateway.limits.body_buffer_per_client`).
+    pub body_buffer_per_client: usize,
 }
 
 impl LimitsSpec {
@@ -207,6 +219,9 @@ pub struct RouteSpec {
     pub rest_segment: Option<usize>,
     /// Upstream response-head timeout.
     pub timeout: Duration,
+    /// How long the client has to send a buffered body whole; the longest
+    /// a streamed body may stall (408 beyond, and the connection closed).
+    pub body_timeout: Duration,
     /// The named policy, if any.
     pub policy: Option<&'static str>,
     /// For routes that verify a body signature: the body is read first, up

@@ -32,9 +32,8 @@ async fn get(url: &str) -> support::Got {
     send("GET", url, &[], "").await
 }
 
-const SERVICES: [(&str, &str); 8] = [
+const SERVICES: [(&str, &str); 7] = [
     ("orchestration", "ORCHESTRATION_URL"),
-    ("memory", "MEMORY_URL"),
     ("knowledge_graph", "KNOWLEDGE_GRAPH_URL"),
     ("approval", "APPROVAL_URL"),
     ("ingestion", "INGESTION_URL"),

@@ -250,6 +250,7 @@ fn runtime_spec(r: &RouteIr) -> RouteSpec {
         upstream: Box::leak(parts.into_boxed_slice()),
         rest_segment: r.rest_segment,
         timeout: std::time::Duration::from_secs(1),
+        body_timeout: std::time::Duration::from_secs(10),
         policy: None,
         buffer_body: None,
         body_limit: 1 << 20,

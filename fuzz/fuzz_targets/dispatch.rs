@@ -501,6 +501,7 @@ fn run_generated(desc: &[u8], method: &Method, path: &str, query: Option<&str>) 
             upstream,
             rest_segment: r.rest_segment,
             timeout: std::time::Duration::from_secs(1),
+            body_timeout: std::time::Duration::from_secs(10),
             policy: None,
             buffer_body: None,
             body_limit: 1 << 20,

@@ -27,6 +27,8 @@ use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use http::HeaderValue;
 
+mod refused;
+
 use crate::chain::{Flow, RequestCtx, RequestParts, Step};
 use crate::error::{ErrorKind, GatewayError};
 
@@ -99,6 +101,9 @@ pub struct RateLimit<C: Clock = DefaultClock> {
     clock: C,
     policy: HeaderValue,
     checks: AtomicU64,
+    /// Callers refused after their body was read, refused on the head
+    /// next time.
+    refused: refused::Refused,
 }
 
 impl<C: Clock> std::fmt::Debug for RateLimit<C> {
@@ -133,6 +138,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             clock,
             policy: HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("\"limit\"")),
             checks: AtomicU64::new(0),
+            refused: refused::Refused::new(),
         }
     }
 
@@ -179,17 +185,28 @@ impl<C: Clock + Clone> RateLimit<C> {
     }
 
     /// Checks one request for `key`.
+    #[cfg(test)]
     fn check(&self, key: &Key) -> Result<RateState, RateState> {
+        self.check_waiting(key).map_err(|(state, _)| state)
+    }
+
+    /// Checks one request for `key`; a refusal comes with the wait for
+    /// the next token.
+    fn check_waiting(&self, key: &Key) -> Result<RateState, (RateState, Duration)> {
         self.prune();
         let per_token = self.spec.window / self.spec.count.max(1);
         match self.limiter.check_key(key) {
             Ok(snapshot) => Ok(self.state(snapshot.remaining_burst_capacity(), per_token, None)),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                Err(self.state(0, wait, Some(secs)))
+                Err((self.refusal(wait), wait))
             }
         }
+    }
+
+    fn refusal(&self, wait: Duration) -> RateState {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        self.state(0, wait, Some(secs))
     }
 }
 
@@ -204,6 +221,13 @@ where
         let needs_caller = matches!(self.spec.key, RateKeyKind::Service)
             || (self.spec.key == RateKeyKind::Consumer && ctx.user.is_none());
         if needs_caller && ctx.caller_pending && ctx.caller.is_none() {
+            // A caller refused a moment ago is refused on its head, so its
+            // body is not read again only to be refused (issue 13 §1).
+            let claimed = ctx.signing.service.as_ref().and_then(|v| v.to_str().ok());
+            if let Some(wait) = claimed.and_then(|name| self.refused.remaining(name)) {
+                ctx.rate_limit = Some(self.refusal(wait));
+                return Flow::Respond(GatewayError::client(ErrorKind::TooManyRequests));
+            }
             return Flow::Continue;
         }
         self.apply(ctx)
@@ -219,12 +243,17 @@ where
 
 impl<C: Clock + Clone> RateLimit<C> {
     fn apply(&self, ctx: &mut RequestCtx) -> Flow {
-        match self.check(&self.key(ctx)) {
+        let key = self.key(ctx);
+        match self.check_waiting(&key) {
             Ok(state) => {
                 ctx.rate_limit = Some(state);
                 Flow::Continue
             }
-            Err(state) => {
+            Err((state, wait)) => {
+                if let (Key::Name(name), None) = (&key, &ctx.user) {
+                    // Keyed on the verified calling service.
+                    self.refused.remember(name, wait);
+                }
                 ctx.rate_limit = Some(state);
                 Flow::Respond(GatewayError::client(ErrorKind::TooManyRequests))
             }

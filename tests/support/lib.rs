@@ -241,13 +241,12 @@ pub const JWT_SECRET: &str = "test-secret-for-the-aegis-gateway";
 
 /// The AEGIS services, their URL variables, and their outbound
 /// credential variables.
-pub const AEGIS_SERVICES: [(&str, &str, &str); 8] = [
+pub const AEGIS_SERVICES: [(&str, &str, &str); 7] = [
     (
         "orchestration",
         "ORCHESTRATION_URL",
         "ORCHESTRATION_SERVICE_SECRET",
     ),
-    ("memory", "MEMORY_URL", "MEMORY_SERVICE_SECRET"),
     (
         "knowledge_graph",
         "KNOWLEDGE_GRAPH_URL",

@@ -117,6 +117,12 @@ fn gateway_const(c: &Checked) -> TokenStream {
     );
     let max_head = usize::try_from(g.limits.max_head).unwrap_or(usize::MAX);
     let max_headers = g.limits.max_headers as usize;
+    let body = ms(g.body_ms);
+    let (rate, buffer, per_client) = (
+        Literal::u64_unsuffixed(g.limits.min_body_rate),
+        Literal::usize_unsuffixed(g.limits.body_buffer as usize),
+        Literal::usize_unsuffixed(g.limits.body_buffer_per_client as usize),
+    );
     let (tls_ref, tls_const) = match &g.tls {
         Some(t) => (quote!(Some(&TLS)), tls_const(t)),
         None => (quote!(None), quote!()),
@@ -133,9 +139,13 @@ fn gateway_const(c: &Checked) -> TokenStream {
             upstream_timeout: #upstream,
             drain_timeout: #drain,
             header_read_timeout: #header,
+            body_timeout: #body,
             limits: rt::LimitsSpec {
                 max_head: #max_head,
                 max_headers: #max_headers,
+                min_body_rate: #rate,
+                body_buffer: #buffer,
+                body_buffer_per_client: #per_client,
             },
             tls: #tls_ref,
         };
@@ -298,6 +308,7 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
         None => quote!(None),
     };
     let timeout = ms(r.timeout_ms);
+    let body_timeout = ms(r.body_timeout_ms);
     let policy = match &r.policy_name {
         Some(p) => quote!(Some(#p)),
         None => quote!(None),
@@ -411,6 +422,7 @@ fn route_const(c: &Checked, r: &RouteIr) -> TokenStream {
             upstream: &[#(#parts),*],
             rest_segment: #rest_segment,
             timeout: #timeout,
+            body_timeout: #body_timeout,
             policy: #policy,
             buffer_body: #buffer_body,
             body_limit: #body_limit,

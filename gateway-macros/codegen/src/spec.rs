@@ -51,7 +51,7 @@ pub struct Gateway {
     /// Gateway-wide timeouts.
     #[serde(default, deserialize_with = "null_as_default")]
     pub timeouts: Timeouts,
-    /// Gateway-wide limits on what a client may send.
+    /// Gateway-wide limits on what a client may send and make the gateway hold.
     #[serde(default, deserialize_with = "null_as_default")]
     pub limits: Limits,
     /// TLS termination and client certificates.
@@ -74,9 +74,15 @@ pub struct Timeouts {
     pub drain: Option<String>,
     /// Time a client has to send its request head. Default `10s`.
     pub header_read: Option<String>,
+    /// Time a client has to send a whole buffered request body, and the
+    /// longest a streamed body may stall. Default `10s`.
+    pub body: Option<String>,
 }
 
-/// `gateway.limits:` what one client may send, gateway-wide.
+
+/// `gateway.limits:` what one client may send, and what clients may make
+/// the gateway hold, gateway-wide. Sizes as in `body_limit` (`64MiB`,
+/// `1KiB`, bytes).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
@@ -85,6 +91,15 @@ pub struct Limits {
     pub max_head: Option<String>,
     /// The most header fields in a request. Default 100.
     pub max_headers: Option<u32>,
+    /// The least a streamed request body must average, in bytes per
+    /// second, once its first `timeouts.body` has passed. Default `1KiB`.
+    pub min_body_rate: Option<String>,
+    /// Request-body bytes the gateway buffers at once, all clients
+    /// together. Default `64MiB`.
+    pub body_buffer: Option<String>,
+    /// The share of `body_buffer` one client address, and one connection,
+    /// may hold. Default `8MiB`.
+    pub body_buffer_per_client: Option<String>,
 }
 
 /// An upstream service.
@@ -175,6 +190,9 @@ pub struct Policy {
     pub retries: Option<Retries>,
     /// Request body limit: `10MiB`, `512KiB`, or bytes. Default `10MiB`.
     pub body_limit: Option<String>,
+    /// Time the client has to send a buffered body, and the longest a
+    /// streamed one may stall. Default `gateway.timeouts.body`.
+    pub body_timeout: Option<String>,
 }
 
 /// A client credential that a route may forward upstream.

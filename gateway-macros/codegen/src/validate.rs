@@ -55,6 +55,8 @@ pub struct GatewayIr {
     pub header_read_ms: u64,
     /// What one client may send.
     pub limits: limits::LimitsIr,
+    /// Default client request-body deadline (and stall limit).
+    pub body_ms: u64,
     /// JWT verification, when configured.
     pub jwt: Option<auth::JwtIr>,
     /// HMAC service auth, when configured.
@@ -111,6 +113,8 @@ pub struct RouteIr {
     pub rest_segment: Option<usize>,
     /// Upstream response-head timeout.
     pub timeout_ms: u64,
+    /// Client request-body deadline (and stall limit).
+    pub body_timeout_ms: u64,
     /// Credentials forwarded upstream.
     pub forward: Vec<Credential>,
     /// The named policy, if any.
@@ -245,12 +249,14 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
         upstream_ms: dur("upstream", &g.timeouts.upstream, 30_000),
         drain_ms: dur("drain", &g.timeouts.drain, 30_000),
         header_read_ms: dur("header_read", &g.timeouts.header_read, 10_000),
-        limits: limits::check_limits(cx, &at.key("limits"), &g.limits),
+        body_ms: dur("body", &g.timeouts.body, 10_000),
+        limits: limits::LimitsIr::default(),
         jwt: None,
         service_auth: None,
         tls: None,
     };
-    let ir = GatewayIr {
+    GatewayIr {
+        limits: limits::check_limits(cx, &at.key("limits"), &g.limits),
         jwt: g.jwt.as_ref().map(|j| auth::check_jwt(cx, j)),
         service_auth: g
             .service_auth
@@ -258,8 +264,7 @@ fn check_gateway(cx: &mut Ctx<'_>, spec: &Spec) -> GatewayIr {
             .map(|s| auth::check_service_auth(cx, s)),
         tls: g.tls.as_ref().map(|t| auth::check_tls(cx, t)),
         ..ir
-    };
-    ir
+    }
 }
 
 fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
@@ -804,6 +809,9 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
     if let Some(b) = &p.body_limit {
         cx.check(&at.key("body_limit"), traffic::parse_size(b));
     }
+    if let Some(t) = &p.body_timeout {
+        cx.check(&at.key("body_timeout"), values::duration_ms(t));
+    }
     if let Some(r) = &p.retries {
         traffic::check_retries(cx, &at.key("retries"), r);
     }
@@ -847,6 +855,11 @@ fn check_route(
         .as_deref()
         .and_then(|t| values::duration_ms(t).ok())
         .unwrap_or(gw.upstream_ms);
+    let body_timeout_ms = policy
+        .body_timeout
+        .as_deref()
+        .and_then(|t| values::duration_ms(t).ok())
+        .unwrap_or(gw.body_ms);
     let mut forward = policy.forward_credentials.clone().unwrap_or_default();
     forward.sort();
     forward.dedup();
@@ -936,6 +949,7 @@ fn check_route(
         versions,
         rest_segment,
         timeout_ms,
+        body_timeout_ms,
         forward,
         rate_limit: policy
             .rate_limit
@@ -1017,6 +1031,7 @@ fn overlay(base: Policy, over: &Policy) -> Policy {
         cors: o.cors.or(base.cors),
         retries: o.retries.or(base.retries),
         body_limit: o.body_limit.or(base.body_limit),
+        body_timeout: o.body_timeout.or(base.body_timeout),
     }
 }
 

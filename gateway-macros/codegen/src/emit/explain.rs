@@ -89,6 +89,9 @@ fn policy_text(c: &Checked, r: &RouteIr) -> String {
     if let Some(b) = r.body_limit {
         parts.push(format!("body<={}", size_text(b)));
     }
+    if r.body_timeout_ms != c.gateway.body_ms {
+        parts.push(format!("body_timeout={}", duration_text(r.body_timeout_ms)));
+    }
     parts.join(" ")
 }
 

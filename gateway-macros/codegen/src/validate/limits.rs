@@ -1,7 +1,8 @@
-//! `gateway.limits`: what one client may send, gateway-wide.
+//! `gateway.limits`: what one client may send, and what clients may make
+//! the gateway hold, gateway-wide.
 
 use super::pattern::Problem;
-use super::traffic::size_bytes;
+use super::traffic::{parse_size, size_bytes};
 use super::Ctx;
 use crate::spec::{Limits, SpecPath};
 
@@ -18,12 +19,18 @@ pub const DEFAULT_MAX_HEADERS: u32 = 100;
 pub const MAX_MAX_HEADERS: u32 = 1000;
 
 /// Resolved `gateway.limits`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LimitsIr {
     /// Largest request head, in bytes.
     pub max_head: u64,
     /// Most header fields in a request.
     pub max_headers: u32,
+    /// Least average rate of a streamed request body, bytes per second.
+    pub min_body_rate: u64,
+    /// Buffered request-body bytes, all clients together.
+    pub body_buffer: u64,
+    /// The share of `body_buffer` one client address or connection may hold.
+    pub body_buffer_per_client: u64,
 }
 
 /// Each limit falls back to its default, so a bad value gives one error
@@ -37,10 +44,45 @@ pub(super) fn check_limits(cx: &mut Ctx<'_>, at: &SpecPath, l: &Limits) -> Limit
         Some(n) => cx.check(&at.key("max_headers"), max_headers(n)),
         None => None,
     };
+    let (min_body_rate, body_buffer, body_buffer_per_client) = check_body_buffer(cx, at, l);
     LimitsIr {
         max_head: max_head.unwrap_or(DEFAULT_MAX_HEAD),
         max_headers: max_headers.unwrap_or(DEFAULT_MAX_HEADERS),
+        min_body_rate,
+        body_buffer,
+        body_buffer_per_client,
     }
+}
+
+/// `min_body_rate`, `body_buffer` and `body_buffer_per_client` in bytes,
+/// defaults filled in.
+///
+/// A per-client share larger than the whole budget would let one client
+/// take all of it, which is what the share exists to prevent.
+fn check_body_buffer(cx: &mut Ctx<'_>, at: &SpecPath, l: &Limits) -> (u64, u64, u64) {
+    let mut size = |key: &str, v: &Option<String>, default: u64| match v {
+        Some(s) => cx.check(&at.key(key), parse_size(s)).unwrap_or(default),
+        None => default,
+    };
+    let rate = size("min_body_rate", &l.min_body_rate, 1 << 10);
+    let total = size("body_buffer", &l.body_buffer, 64 << 20);
+    let per_client = size(
+        "body_buffer_per_client",
+        &l.body_buffer_per_client,
+        (8 << 20).min(total),
+    );
+    if per_client > total {
+        cx.error(
+            &at.key("body_buffer_per_client"),
+            Problem {
+                message: format!(
+                    "the per-client share ({per_client} bytes) is larger than `body_buffer` ({total} bytes)"
+                ),
+                help: "make `body_buffer_per_client` at most `body_buffer`, so one client cannot take the whole budget".into(),
+            },
+        );
+    }
+    (rate, total, per_client)
 }
 
 /// The head limit is hyper's read buffer for a connection: hyper panics

@@ -399,3 +399,4 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
         }
     }
 }
+
