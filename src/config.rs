@@ -501,7 +501,12 @@ mod tests {
             }
             secrets += 1;
         }
-        assert_eq!(secrets, 9, "JWT_SECRET and eight service credentials");
+        // JWT_SECRET and one credential per signed service of the bundled spec.
+        let signed = <crate::routes::Spec as crate::spec::Spec>::SERVICES
+            .iter()
+            .filter(|s| !matches!(s.identity, crate::outbound::OutboundIdentity::Unsigned))
+            .count();
+        assert_eq!(secrets, 1 + signed, "JWT_SECRET and one per signed service");
         assert!(
             text.contains("export GATEWAY_LISTEN="),
             "dev.env binds loopback"
