@@ -363,7 +363,10 @@ fn the_demo_answers_its_printed_curl_commands() {
     // Whatever route the demo picked from the compiled table: a declared
     // service's stand-in got a rewritten path and a proof it verified.
     let proof = |echo: &serde_json::Value| {
-        let p = echo["gateway_proof"].as_str().unwrap_or_default().to_owned();
+        let p = echo["gateway_proof"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let from = format!(" from `{}`: verified", Bundled::GATEWAY.name);
         assert!(p.ends_with(&from), "{echo}");
     };

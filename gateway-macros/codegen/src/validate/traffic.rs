@@ -399,4 +399,3 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
         }
     }
 }
-
