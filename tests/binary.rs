@@ -316,9 +316,24 @@ fn the_demo_answers_its_printed_curl_commands() {
         .and_then(|r| r.split("```text").nth(1))
         .and_then(|r| r.split("```").next())
         .expect("README.md quotes the demo's banner");
+    // The README describes the AEGIS table as shipped: while `gateway.yaml`
+    // is that table (the tests' copy, tests/specs/aegis.yaml), the quote
+    // must be what the demo prints. A user who has edited the routes has
+    // a README about the shipped table, not theirs: nothing to compare.
+    let spec_of = |path: &str| {
+        let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_default();
+        text.find("\ngateway:")
+            .map(|at| text[at..].to_owned())
+            .unwrap_or_default()
+    };
+    let shipped = spec_of("gateway.yaml") == spec_of("tests/specs/aegis.yaml");
+    if !shipped {
+        eprintln!("gateway.yaml is not the shipped AEGIS table: README quote not compared");
+    }
     for line in quoted
         .lines()
-        .filter(|l| l.starts_with("# ") || l.starts_with("curl "))
+        .filter(|l| shipped && (l.starts_with("# ") || l.starts_with("curl ")))
     {
         let line = line.replace("127.0.0.1:8000", &bound);
         assert!(
