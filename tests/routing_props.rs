@@ -71,7 +71,7 @@ fn spec_yaml(patterns: &[String]) -> String {
 /// An upstream template forwarding everything `pattern` captures:
 /// `/a/{p0}/{*rest}` -> `/u/{p0}/{*rest}`, `/a/{p0}/b*` -> `/u/{p0}*`.
 fn echo_template(pattern: &str) -> String {
-    let prefix = pattern.ends_with('*') && !pattern.ends_with("}");
+    let prefix = pattern.ends_with('*') && !pattern.ends_with('}');
     let mut t = String::from("/u");
     for seg in pattern.trim_end_matches('*').split('/') {
         if seg.starts_with('{') {
@@ -118,6 +118,43 @@ fn request_path() -> impl Strategy<Value = String> {
             }
             p
         })
+}
+
+/// The reference matcher on the contract's and README's own examples.
+#[test]
+fn reference_matcher_reads_the_documented_examples() {
+    // A prefix route matches at a segment boundary only (contract §1).
+    for path in ["/api/v1/admin", "/api/v1/admin/", "/api/v1/admin/x/y"] {
+        assert!(match_route("/api/v1/admin*", path).is_some(), "{path}");
+    }
+    assert!(match_route("/api/v1/admin*", "/api/v1/administrator").is_none());
+    // `{*rest}` needs at least one byte; empty segments match no `{param}`,
+    // and one right below a prefix or catch-all matches neither (README
+    // "Behaviour"); deeper down they are part of the rest.
+    for (pattern, path) in [
+        ("/x/{*rest}", "/x/"),
+        ("/x/{*rest}", "/x//y"),
+        ("/x*", "/x//y"),
+        ("/x*", "/x//"),
+        ("/x/{id}", "/x//"),
+        ("/{id}/y", "//y"),
+    ] {
+        assert!(match_route(pattern, path).is_none(), "{pattern} {path}");
+    }
+    let m = match_route("/x/{*rest}", "/x/y//z").unwrap();
+    assert_eq!(m.rest, Some("y//z"));
+    let m = match_route("/x/{id}/b*", "/x/7/b/y//").unwrap();
+    assert_eq!((m.params, m.suffix), (vec!["7"], Some("/y//")));
+    // A trailing slash is part of the pattern.
+    assert!(match_route("/a/", "/a").is_none());
+    assert!(match_route("/a", "/a/").is_none());
+    // The most specific route wins: static > `{param}` > `{*rest}`.
+    let routes = ["/a/{*rest}", "/a/{id}", "/a/b"];
+    assert_eq!(most_specific(routes, "/a/b"), Some(2));
+    assert_eq!(most_specific(routes, "/a/c"), Some(1));
+    assert_eq!(most_specific(routes, "/a/c/d"), Some(0));
+    assert_eq!(most_specific(routes, "/a//"), None);
+    assert_eq!(most_specific(routes, "/a"), None);
 }
 
 proptest! {
