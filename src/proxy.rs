@@ -19,7 +19,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::outbound::{Clock, Signer};
 use crate::policy::breaker::{Admission, CircuitBreaker};
 use crate::routing::PathMatch;
-use crate::spec::{Part, RouteSpec, ServiceSpec};
+use crate::spec::{Part, ServiceSpec};
 
 /// A resolved upstream service.
 #[derive(Debug)]
@@ -377,10 +377,12 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Writes the upstream path for a matched route: the template (the
 /// route's, or its selected version's) with parameters substituted as
-/// received (never decoded), then the query.
+/// received (never decoded), then the query. `rest_segment` is where a
+/// catch-all's or prefix route's rest starts in `path`, counted in
+/// segments ([`crate::spec::RouteSpec::rest_segment`]).
 pub fn upstream_path<V>(
-    route: &RouteSpec,
     template: &[Part],
+    rest_segment: Option<usize>,
     m: &PathMatch<'_, '_, V>,
     path: &str,
     query: Option<&str>,
@@ -390,9 +392,7 @@ pub fn upstream_path<V>(
     out.push_str(base_path);
     let start = out.len();
     // Where segment `rest_segment` starts: at the `/` before it.
-    let rest_at = route
-        .rest_segment
-        .and_then(|k| path.match_indices('/').nth(k).map(|(i, _)| i));
+    let rest_at = rest_segment.and_then(|k| path.match_indices('/').nth(k).map(|(i, _)| i));
     for part in template {
         match *part {
             Part::Lit(l) => out.push_str(l),

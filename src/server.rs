@@ -441,7 +441,8 @@ impl<S: Spec> Gateway<S> {
         };
         out.versions = chosen.map(|(vs, c)| (vs, c.ok()));
         let template = version.map_or(spec.upstream, |v| v.upstream);
-        let rel = proxy::upstream_path(spec, template, &m, path, parts.uri.query(), "");
+        let rel =
+            proxy::upstream_path(template, spec.rest_segment, &m, path, parts.uri.query(), "");
         drop(m);
         // Authentication and authorization need only the head: refuse what
         // cannot pass before any body is read (contract §2 order).

@@ -1,88 +1,24 @@
 //! Laws of routing, checked on random inputs:
 //! - the compiled router (spec compiler's paths + runtime router) picks the
-//!   same route as a simple reference matcher written here from contract §1;
+//!   same route as the reference matcher (`support/reference_matcher.rs`,
+//!   shared with the `dispatch` fuzz target), also on paths with empty
+//!   segments (`//`, a trailing `/`), and forwards what it captures;
 //! - rewrites substitute parameters exactly, raw;
 //! - no path with a dot segment or an encoded slash reaches an upstream.
 
 #[path = "support/aegis.rs"]
 mod aegis;
+#[path = "support/reference_matcher.rs"]
+mod reference_matcher;
 
 use aegis::Spec as Aegis;
 use gateway::proxy::upstream_path;
 use gateway::routing::{select_method, Router};
-use gateway::spec::{Methods, Part, RouteSpec, Spec as _};
-use gateway_codegen::validate::pattern::{Part as IrPart, Seg};
+use gateway::spec::{Methods, Part, Spec as _};
+use gateway_codegen::validate::pattern::Part as IrPart;
 use gateway_codegen::validate::RouteIr;
 use proptest::prelude::*;
-
-// === reference matcher ===
-
-/// How specific a path segment's match was: lower is more specific.
-const STATIC: u8 = 0;
-const PARAM: u8 = 1;
-const REST: u8 = 2;
-
-/// Contract §1 read literally: the rank of each path segment when `route`
-/// matches `path`, or `None`.
-fn reference_rank(route: &RouteIr, path: &str) -> Option<Vec<u8>> {
-    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-    let pat = &route.pattern;
-    let mut ranks = Vec::new();
-    for (i, seg) in pat.segments.iter().enumerate() {
-        match seg {
-            Seg::Lit(l) => {
-                if segs.get(i) != Some(&l.as_str()) {
-                    return None;
-                }
-                ranks.push(STATIC);
-            }
-            Seg::Param(_) => {
-                if segs.get(i).is_none_or(|s| s.is_empty()) {
-                    return None;
-                }
-                ranks.push(PARAM);
-            }
-            Seg::CatchAll(_) => {
-                let rest = segs.get(i..).map(|r| r.join("/")).unwrap_or_default();
-                if rest.is_empty() {
-                    return None;
-                }
-                ranks.extend(std::iter::repeat_n(REST, segs.len() - i));
-                return Some(ranks);
-            }
-        }
-    }
-    let n = pat.segments.len();
-    let rest = &segs[n.min(segs.len())..];
-    if pat.prefix {
-        // The base itself, the base with a trailing slash, or anything below.
-        match rest {
-            [] => {}
-            [""] => ranks.push(STATIC),
-            _ => ranks.extend(std::iter::repeat_n(REST, rest.len())),
-        }
-        return Some(ranks);
-    }
-    let want: &[&str] = if pat.trailing_slash { &[""] } else { &[] };
-    if n == 0 && segs == [""] {
-        // The root pattern `/`.
-        return Some(ranks);
-    }
-    (segs.len() >= n && rest == want).then(|| {
-        ranks.extend(want.iter().map(|_| STATIC));
-        ranks
-    })
-}
-
-/// The most specific matching route; `None` when none matches.
-fn reference(routes: &[RouteIr], path: &str) -> Option<usize> {
-    routes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| reference_rank(r, path).map(|rank| (rank, i)))
-        .min()
-        .map(|(_, i)| i)
-}
+use reference_matcher::{match_route, most_specific};
 
 // === generators ===
 
@@ -124,17 +60,49 @@ fn spec_yaml(patterns: &[String]) -> String {
         "gateway: { name: prop, listen: \"127.0.0.1:0\" }\nservices:\n  s: { url: { env: S_URL, default: \"http://localhost:1\" }, identity: { kind: none, unsigned: true } }\nroutes:\n",
     );
     for (i, p) in patterns.iter().enumerate() {
+        let t = echo_template(p);
         y.push_str(&format!(
-            "  - {{ id: r{i}, path: \"{p}\", service: s, upstream: / }}\n"
+            "  - {{ id: r{i}, path: \"{p}\", service: s, upstream: \"{t}\" }}\n"
         ));
     }
     y
 }
 
+/// An upstream template forwarding everything `pattern` captures:
+/// `/a/{p0}/{*rest}` -> `/u/{p0}/{*rest}`, `/a/{p0}/b*` -> `/u/{p0}*`.
+fn echo_template(pattern: &str) -> String {
+    let prefix = pattern.ends_with('*') && !pattern.ends_with('}');
+    let mut t = String::from("/u");
+    for seg in pattern.trim_end_matches('*').split('/') {
+        if seg.starts_with('{') {
+            t.push('/');
+            t.push_str(seg);
+        }
+    }
+    if prefix {
+        t.push('*');
+    }
+    t
+}
+
+/// What the reference says [`echo_template`] forwards for `path`.
+fn echo_expected(pattern: &str, path: &str) -> Option<String> {
+    let m = match_route(pattern, path)?;
+    let mut t = String::from("/u");
+    for p in m.params.iter().chain(&m.rest) {
+        t.push('/');
+        t.push_str(p);
+    }
+    t.push_str(m.suffix.unwrap_or(""));
+    Some(t)
+}
+
+/// Request paths over the patterns' literals plus others, with empty
+/// segments (`//`, `/a//b`) and trailing slashes.
 fn request_path() -> impl Strategy<Value = String> {
     (
         prop::collection::vec(
-            prop::sample::select(vec!["a", "b", "ab", "c", "x", "abc"]),
+            prop::sample::select(vec!["a", "b", "ab", "c", "x", "abc", "", ""]),
             0..5,
         ),
         any::<bool>(),
@@ -152,6 +120,43 @@ fn request_path() -> impl Strategy<Value = String> {
         })
 }
 
+/// The reference matcher on the contract's and README's own examples.
+#[test]
+fn reference_matcher_reads_the_documented_examples() {
+    // A prefix route matches at a segment boundary only (contract §1).
+    for path in ["/api/v1/admin", "/api/v1/admin/", "/api/v1/admin/x/y"] {
+        assert!(match_route("/api/v1/admin*", path).is_some(), "{path}");
+    }
+    assert!(match_route("/api/v1/admin*", "/api/v1/administrator").is_none());
+    // `{*rest}` needs at least one byte; empty segments match no `{param}`,
+    // and one right below a prefix or catch-all matches neither (README
+    // "Behaviour"); deeper down they are part of the rest.
+    for (pattern, path) in [
+        ("/x/{*rest}", "/x/"),
+        ("/x/{*rest}", "/x//y"),
+        ("/x*", "/x//y"),
+        ("/x*", "/x//"),
+        ("/x/{id}", "/x//"),
+        ("/{id}/y", "//y"),
+    ] {
+        assert!(match_route(pattern, path).is_none(), "{pattern} {path}");
+    }
+    let m = match_route("/x/{*rest}", "/x/y//z").unwrap();
+    assert_eq!(m.rest, Some("y//z"));
+    let m = match_route("/x/{id}/b*", "/x/7/b/y//").unwrap();
+    assert_eq!((m.params, m.suffix), (vec!["7"], Some("/y//")));
+    // A trailing slash is part of the pattern.
+    assert!(match_route("/a/", "/a").is_none());
+    assert!(match_route("/a", "/a/").is_none());
+    // The most specific route wins: static > `{param}` > `{*rest}`.
+    let routes = ["/a/{*rest}", "/a/{id}", "/a/b"];
+    assert_eq!(most_specific(routes, "/a/b"), Some(2));
+    assert_eq!(most_specific(routes, "/a/c"), Some(1));
+    assert_eq!(most_specific(routes, "/a/c/d"), Some(0));
+    assert_eq!(most_specific(routes, "/a//"), None);
+    assert_eq!(most_specific(routes, "/a"), None);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, .. ProptestConfig::default() })]
 
@@ -167,13 +172,21 @@ proptest! {
         let compiled = compiled.unwrap();
         let checked = compiled.checked();
         let router = Router::new(checked.paths.iter().map(|(p, r)| (p.clone(), r.clone()))).unwrap();
+        let templates: Vec<&[Part]> = checked.routes.iter().map(runtime_template).collect();
         for path in &paths {
-            let got = router
-                .lookup(path)
-                .ok()
+            let m = router.lookup(path).ok();
+            let got = m
+                .as_ref()
                 .map(|m| select_method(m.routes, &http::Method::GET, |_| Methods::ANY).unwrap());
-            let want = reference(&checked.routes, path);
+            let want = most_specific(checked.routes.iter().map(|r| r.pattern_text.as_str()), path);
             prop_assert_eq!(got, want, "path {} with routes {:?}", path, patterns);
+            if let (Some(m), Some(r)) = (m, got) {
+                let route = &checked.routes[r];
+                let up = upstream_path(templates[r], route.rest_segment, &m, path, None, "");
+                let want = echo_expected(&route.pattern_text, path);
+                prop_assert_eq!(Some(&up), want.as_ref(), "path {} via {}", path, route.pattern_text);
+                prop_assert!(!up.starts_with("//"), "path {} via {} -> {}", path, route.pattern_text, up);
+            }
         }
     }
 
@@ -193,7 +206,7 @@ proptest! {
         let compiled = gateway_codegen::compile_str("prop.yaml", yaml).unwrap();
         let checked = compiled.checked();
         let router = Router::new(checked.paths.iter().map(|(p, r)| (p.clone(), r.clone()))).unwrap();
-        let specs: Vec<RouteSpec> = checked.routes.iter().map(runtime_spec).collect();
+        let templates: Vec<&[Part]> = checked.routes.iter().map(runtime_template).collect();
         let cases = [
             (format!("/p/{a}/q/{b}"), format!("/u/{b}/v/{a}")),
             (format!("/c/{a}/{rest}"), format!("/d/{a}/{rest}")),
@@ -204,8 +217,9 @@ proptest! {
             let m = router.lookup(&path);
             prop_assume!(m.is_ok());
             let m = m.unwrap();
-            let route = &specs[m.routes[0]];
-            let got = upstream_path(route, route.upstream, &m, &path, query.as_deref(), "");
+            let r = m.routes[0];
+            let rest_segment = checked.routes[r].rest_segment;
+            let got = upstream_path(templates[r], rest_segment, &m, &path, query.as_deref(), "");
             let want = match &query { Some(q) => format!("{want}?{q}"), None => want };
             prop_assert_eq!(got, want);
         }
@@ -218,7 +232,8 @@ proptest! {
         let router = Router::new(Aegis::PATHS.iter().copied()).unwrap();
         if let Ok(m) = router.lookup(&path) {
             if let Ok(route) = select_method(m.routes, &http::Method::GET, |r| Aegis::route(r).methods) {
-                let up = upstream_path(Aegis::route(route), Aegis::route(route).upstream, &m, &path, None, "");
+                let spec = Aegis::route(route);
+                let up = upstream_path(spec.upstream, spec.rest_segment, &m, &path, None, "");
                 let lower = up.to_ascii_lowercase();
                 prop_assert!(!lower.contains("%2f") && !lower.contains("%5c"), "{} -> {}", path, up);
                 for seg in lower.split('/') {
@@ -230,8 +245,9 @@ proptest! {
     }
 }
 
-/// The runtime constants the generator would emit for a checked route.
-fn runtime_spec(r: &RouteIr) -> RouteSpec {
+/// The runtime template the generator would emit for a checked route
+/// (`Part::Lit` holds `'static` text: the few literals are leaked).
+fn runtime_template(r: &RouteIr) -> &'static [Part] {
     let parts: Vec<Part> = r
         .template
         .iter()
@@ -242,22 +258,5 @@ fn runtime_spec(r: &RouteIr) -> RouteSpec {
             IrPart::Suffix => Part::Suffix,
         })
         .collect();
-    RouteSpec {
-        id: "prop",
-        pattern: "prop",
-        methods: Methods::ANY,
-        service: 0,
-        upstream: Box::leak(parts.into_boxed_slice()),
-        rest_segment: r.rest_segment,
-        timeout: std::time::Duration::from_secs(1),
-        body_timeout: std::time::Duration::from_secs(10),
-        policy: None,
-        buffer_body: None,
-        body_limit: 1 << 20,
-        cors: None,
-        canary: None,
-        retries: None,
-        versions: None,
-        index: 0,
-    }
+    Box::leak(parts.into_boxed_slice())
 }

@@ -329,6 +329,12 @@ fn dispatch_seeds() -> usize {
         ("/a*>/* /a/b", "/a/b/"),
         ("/x/{a}/y/{b}>/y/{b}/x/{a}", "/x/1/y/2?q=3"),
         ("/*>/root*", "/deep/er"),
+        // Empty segments: below a catch-all or prefix base they match
+        // neither, deeper down they are forwarded.
+        ("/x/{*rest} /x/{p}", "/x//y"),
+        ("/x* /x/a", "/x//y"),
+        ("/*>/root* /a/{p}", "//"),
+        ("/x/{*rest}>/u/{*rest} /x/y*", "/x/z//w/"),
     ]
     .iter()
     .enumerate()

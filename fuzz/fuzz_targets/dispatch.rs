@@ -16,28 +16,35 @@
 //!   exactly the paths a reference reading of its rules accepts;
 //! - the method check returns a route that accepts the method, or the
 //!   union of the path's methods;
-//! - every captured parameter is the request's segment at the pattern's
-//!   position, and the upstream path is exactly the template filled with
-//!   them (parameters round-trip), plus the query;
+//! - the reference matcher says the chosen route's pattern matches the
+//!   path; every captured parameter is what it captures, and the upstream
+//!   path is exactly the template filled with them (parameters
+//!   round-trip), plus the query;
 //! - an upstream path never contains a dot segment (`.`, `..`, literal or
 //!   `%2e`-encoded, also before a `;`), an encoded slash or backslash
 //!   (`%2f`, `%5c`), never starts with `//`, and is a valid path-and-query;
-//! - for generated tables, the router picks the route a reference matcher
-//!   written from contract §1 picks.
+//! - for generated tables, the router picks the route the reference
+//!   matcher (`tests/support/reference_matcher.rs`, shared with
+//!   `tests/routing_props.rs`) picks.
 #![no_main]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
 
 use gateway::proxy::upstream_path;
 use gateway::routing::{path::check, select_method, Miss, PathMatch, Router};
 use gateway::spec::{Methods, Part, RouteSpec, Spec};
-use gateway_codegen::validate::pattern::{Part as IrPart, Seg};
+use gateway_codegen::validate::pattern::Part as IrPart;
 use gateway_codegen::validate::RouteIr;
 use gateway_fuzz::dispatch as field;
 use gateway_fuzz::Fields;
 use http::Method;
 use libfuzzer_sys::fuzz_target;
+use reference_matcher::{match_route, most_specific, Match};
+
+/// The reference route matcher, shared with `tests/routing_props.rs`.
+#[path = "../../tests/support/reference_matcher.rs"]
+mod reference_matcher;
 
 mod edge_cases {
     gateway_macros::spec!("../tests/specs/edge_cases.yaml");
@@ -163,107 +170,73 @@ fn assert_safe_upstream(up: &str, path: &str) {
     );
 }
 
-/// A pattern as written in the spec (`/a/{id}/b*`), read independently of
-/// the compiler.
-struct Written<'a> {
-    /// Segment texts after the leading `/`.
-    segs: Vec<&'a str>,
-    /// Ends with `*`.
-    prefix: bool,
+/// What dispatch reads of a route: a compiled spec's `RouteSpec`, or a
+/// generated table's checked route.
+#[derive(Clone, Copy)]
+struct Route<'s> {
+    /// The path pattern as written.
+    pattern: &'s str,
+    methods: Methods,
+    /// The upstream template.
+    upstream: &'s [Part],
+    /// Where a catch-all's or prefix route's rest starts.
+    rest_segment: Option<usize>,
+    versions: Option<&'static gateway::policy::version::VersionSet>,
 }
 
-impl<'a> Written<'a> {
-    fn parse(pattern: &'a str) -> Self {
-        // As the compiler reads it: `{*name}` is not a prefix route.
-        let (base, prefix) = match pattern.strip_suffix('*') {
-            Some(b) if !b.ends_with('}') => (b, true),
-            _ => (pattern, false),
-        };
-        let body = base.strip_prefix('/').unwrap_or(base);
-        let mut segs: Vec<&str> = if body.is_empty() {
-            Vec::new()
-        } else {
-            body.split('/').collect()
-        };
-        if !prefix && segs.last() == Some(&"") {
-            segs.pop();
-        }
-        Written { segs, prefix }
-    }
-}
-
-/// What a match of `route` on `path` captures, read from the request's own
-/// segments at the pattern's positions.
-struct Captures {
-    /// The `{name}` parameters, in order (`Part::Param(i)`).
-    named: Vec<String>,
-    /// A catch-all's value (`Part::Rest`).
-    rest: Option<String>,
-    /// What follows a prefix route's base (`Part::Suffix`).
-    suffix: Option<String>,
-    /// The router's parameters: the named ones, then the first segment
-    /// below a catch-all's or prefix's base and what follows it, if any
-    /// (`Pattern::router_paths` inserts those as `{pN}/{*pN+1}`).
-    router: Vec<String>,
-}
-
-fn captures(route: &RouteSpec, path: &str) -> Captures {
-    let written = Written::parse(route.pattern);
-    let req: Vec<&str> = path[1..].split('/').collect();
-    let mut named = Vec::new();
-    let mut rest = None;
-    let mut below: &[&str] = &[];
-    for (i, seg) in written.segs.iter().enumerate() {
-        if seg.starts_with("{*") {
-            rest = Some(req[i..].join("/"));
-            below = &req[i..];
-        } else if seg.starts_with('{') {
-            named.push(req[i].to_owned());
+impl Route<'static> {
+    fn of(spec: &'static RouteSpec) -> Self {
+        Route {
+            pattern: spec.pattern,
+            methods: spec.methods,
+            upstream: spec.upstream,
+            rest_segment: spec.rest_segment,
+            versions: spec.versions,
         }
     }
-    let mut suffix = None;
-    if written.prefix {
-        let n = written.segs.len();
-        // The request's own text for the pattern's segments, then the rest.
-        let base_len: usize = req[..n].iter().map(|s| s.len() + 1).sum();
-        suffix = Some(path[base_len..].to_owned());
-        below = if req.len() > n && req[n..] != [""] {
-            &req[n..]
-        } else {
-            &[]
-        };
-    }
-    let mut router = named.clone();
-    if let Some((first, more)) = below.split_first() {
-        router.push((*first).to_owned());
-        let more = more.join("/");
+}
+
+/// The reference matcher's reading of `route` on `path`: the router chose
+/// the route, so its pattern must match.
+fn reference_match<'p>(route: &Route<'_>, path: &'p str) -> Match<'p> {
+    match_route(route.pattern, path).unwrap_or_else(|| {
+        panic!(
+            "{path}: the router chose {}, which the reference matcher says does not match",
+            route.pattern
+        )
+    })
+}
+
+/// The router's parameters for a match: the named ones, then the first
+/// segment below a catch-all's or prefix's base and what follows it, if
+/// any (`Pattern::router_paths` inserts those as `{pN}/{*pN+1}`).
+fn router_params<'p>(m: &Match<'p>) -> Vec<&'p str> {
+    let below = m.rest.or_else(|| {
+        m.suffix
+            .and_then(|s| s.strip_prefix('/'))
+            .filter(|s| !s.is_empty())
+    });
+    let mut params = m.params.clone();
+    if let Some(below) = below {
+        let (first, more) = below.split_once('/').unwrap_or((below, ""));
+        params.push(first);
         if !more.is_empty() {
-            router.push(more);
+            params.push(more);
         }
     }
-    Captures {
-        named,
-        rest,
-        suffix,
-        router,
-    }
+    params
 }
 
-/// The expected upstream path: the template filled with the captures.
-fn expected_upstream(
-    route: &RouteSpec,
-    template: &[Part],
-    path: &str,
-    query: Option<&str>,
-) -> String {
-    let c = captures(route, path);
+/// The expected upstream path: the template filled with what the reference
+/// matcher captured.
+fn expected_upstream(m: &Match<'_>, template: &[Part], query: Option<&str>) -> String {
     let mut out = String::new();
     for part in template {
         match *part {
             Part::Lit(l) => out.push_str(l),
-            Part::Param(i) => out.push_str(&c.named[i]),
-            Part::Rest => out.push_str(c.rest.as_deref().expect("Rest without a catch-all")),
-            Part::Suffix => out.push_str(c.suffix.as_deref().expect("Suffix without a prefix")),
+            Part::Param(i) => out.push_str(m.params[i]),
+            Part::Rest => out.push_str(m.rest.expect("Rest without a catch-all")),
+            Part::Suffix => out.push_str(m.suffix.expect("Suffix without a prefix")),
         }
     }
     if out.is_empty() {
@@ -279,7 +252,7 @@ fn expected_upstream(
 /// Dispatches one request and checks every law; returns the chosen route.
 fn dispatch<'s, V: AsRef<[R]>, R: Copy + std::fmt::Debug>(
     router: &Router<V>,
-    route_of: impl Fn(R) -> &'s RouteSpec,
+    route_of: impl Fn(R) -> Route<'s>,
     method: &Method,
     path: &str,
     query: Option<&str>,
@@ -314,17 +287,18 @@ fn dispatch<'s, V: AsRef<[R]>, R: Copy + std::fmt::Debug>(
         }
     };
     let spec = route_of(route);
+    let captured = reference_match(&spec, path);
     let mut templates = vec![spec.upstream];
     if let Some(vs) = spec.versions {
         templates.extend(vs.live.iter().map(|v| v.upstream));
     }
     for template in templates {
-        let up = upstream_path(spec, template, &m, path, query, "");
-        let want = expected_upstream(spec, template, path, query);
+        let up = upstream_path(template, spec.rest_segment, &m, path, query, "");
+        let want = expected_upstream(&captured, template, query);
         assert_eq!(up, want, "{path} via {}: rewrite", spec.pattern);
         assert_safe_upstream(&up, path);
         // A service URL's base path is only prepended.
-        let based = upstream_path(spec, template, &m, path, query, "/base");
+        let based = upstream_path(template, spec.rest_segment, &m, path, query, "/base");
         assert_eq!(based, format!("/base{up}"));
     }
     Some(route)
@@ -334,14 +308,14 @@ fn dispatch<'s, V: AsRef<[R]>, R: Copy + std::fmt::Debug>(
 fn check_match<'s, V, R: Copy>(
     routes: &[R],
     m: &PathMatch<'_, '_, V>,
-    route_of: &impl Fn(R) -> &'s RouteSpec,
+    route_of: &impl Fn(R) -> Route<'s>,
     path: &str,
 ) {
     assert!(!routes.is_empty());
     let got: Vec<&str> = m.params.iter().map(|(_, v)| v).collect();
     for &r in routes {
         let spec = route_of(r);
-        let want = captures(spec, path).router;
+        let want = router_params(&reference_match(&spec, path));
         assert_eq!(got, want, "{path} via {}: parameters", spec.pattern);
         assert!(
             want.iter().all(|p| !p.is_empty()),
@@ -361,7 +335,7 @@ macro_rules! run_spec {
         static ROUTER: OnceLock<Table<$spec>> = OnceLock::new();
         dispatch(
             table::<$spec>(&ROUTER),
-            <$spec>::route,
+            |r| Route::of(<$spec>::route(r)),
             $method,
             $path,
             $query,
@@ -371,9 +345,8 @@ macro_rules! run_spec {
 
 // === generated tables ===
 
-/// `Part::Lit` and `RouteSpec` need `'static` text: literals, patterns and
-/// templates are interned, at most 50 000 of each, so a long run's memory
-/// stays bounded.
+/// `Part::Lit` needs `'static` text: template literals are interned, at
+/// most 50 000 of them, so a long run's memory stays bounded.
 fn intern(s: &str) -> Option<&'static str> {
     static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
     let mut g = SEEN.lock().ok()?;
@@ -389,76 +362,19 @@ fn intern(s: &str) -> Option<&'static str> {
     Some(leaked)
 }
 
-/// The contract's ranks: lower is more specific.
-const STATIC: u8 = 0;
-const PARAM: u8 = 1;
-const REST: u8 = 2;
-
-/// `tests/routing_props.rs`'s reference matcher: the rank of each path
-/// segment when `route` matches `path`. Empty segments match no parameter,
-/// including the first segment below a catch-all's or prefix's base (the
-/// router inserts those as a parameter plus a catch-all; README: "Empty
-/// segments (`//`) ... match no `{param}`").
-fn reference_rank(route: &RouteIr, path: &str) -> Option<Vec<u8>> {
-    let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
-    let pat = &route.pattern;
-    let mut ranks = Vec::new();
-    for (i, seg) in pat.segments.iter().enumerate() {
-        match seg {
-            Seg::Lit(l) => {
-                if segs.get(i) != Some(&l.as_str()) {
-                    return None;
-                }
-                ranks.push(STATIC);
-            }
-            Seg::Param(_) => {
-                if segs.get(i).is_none_or(|s| s.is_empty()) {
-                    return None;
-                }
-                ranks.push(PARAM);
-            }
-            Seg::CatchAll(_) => {
-                if segs.get(i).is_none_or(|s| s.is_empty()) {
-                    return None;
-                }
-                ranks.extend(std::iter::repeat_n(REST, segs.len() - i));
-                return Some(ranks);
-            }
-        }
-    }
-    let n = pat.segments.len();
-    let rest = &segs[n.min(segs.len())..];
-    if segs.len() < n {
-        return None;
-    }
-    if pat.prefix {
-        match rest {
-            [] => {}
-            [""] => ranks.push(STATIC),
-            [first, ..] if !first.is_empty() => {
-                ranks.extend(std::iter::repeat_n(REST, rest.len()));
-            }
-            _ => return None,
-        }
-        return Some(ranks);
-    }
-    let want: &[&str] = if pat.trailing_slash { &[""] } else { &[] };
-    if n == 0 && segs == [""] {
-        return Some(ranks);
-    }
-    (rest == want).then(|| {
-        ranks.extend(want.iter().map(|_| STATIC));
-        ranks
-    })
-}
-
-fn reference(routes: &[RouteIr], path: &str) -> Option<usize> {
-    routes
+/// A checked route's template as the runtime reads it.
+fn runtime_template(r: &RouteIr) -> Option<Vec<Part>> {
+    r.template
         .iter()
-        .enumerate()
-        .filter_map(|(i, r)| reference_rank(r, path).map(|rank| (rank, i)))
-        .min()
-        .map(|(_, i)| i)
+        .map(|p| {
+            Some(match p {
+                IrPart::Lit(l) => Part::Lit(intern(l)?),
+                IrPart::Param(i) => Part::Param(*i),
+                IrPart::Rest => Part::Rest,
+                IrPart::Suffix => Part::Suffix,
+            })
+        })
+        .collect()
 }
 
 fn run_generated(desc: &[u8], method: &Method, path: &str, query: Option<&str>) {
@@ -472,73 +388,38 @@ fn run_generated(desc: &[u8], method: &Method, path: &str, query: Option<&str>) 
         return;
     };
     let checked = compiled.checked();
-    let mut specs: Vec<RouteSpec> = Vec::new();
-    for r in &checked.routes {
-        let mut parts = Vec::new();
-        for p in &r.template {
-            parts.push(match p {
-                IrPart::Lit(l) => match intern(l) {
-                    Some(l) => Part::Lit(l),
-                    None => return,
-                },
-                IrPart::Param(i) => Part::Param(*i),
-                IrPart::Rest => Part::Rest,
-                IrPart::Suffix => Part::Suffix,
-            });
-        }
-        let Some(pattern) = intern(&r.pattern_text) else {
-            return;
-        };
-        let upstream: &'static [Part] = match intern_parts(parts) {
-            Some(p) => p,
-            None => return,
-        };
-        specs.push(RouteSpec {
-            id: "generated",
-            pattern,
+    let Some(templates) = checked
+        .routes
+        .iter()
+        .map(runtime_template)
+        .collect::<Option<Vec<_>>>()
+    else {
+        return;
+    };
+    let route_of = |i: usize| {
+        let r = &checked.routes[i];
+        Route {
+            pattern: &r.pattern_text,
             methods: Methods(r.methods),
-            service: 0,
-            upstream,
+            upstream: &templates[i],
             rest_segment: r.rest_segment,
-            timeout: std::time::Duration::from_secs(1),
-            body_timeout: std::time::Duration::from_secs(10),
-            policy: None,
-            buffer_body: None,
-            body_limit: 1 << 20,
-            cors: None,
-            canary: None,
-            retries: None,
             versions: None,
-            index: 0,
-        });
-    }
+        }
+    };
     let router = Router::new(checked.paths.iter().cloned()).expect("compiled paths insert");
-    let got = dispatch(&router, |i: usize| &specs[i], method, path, query);
+    let got = dispatch(&router, route_of, method, path, query);
     if check(path).is_ok() {
-        let want = reference(&checked.routes, path);
+        let patterns = checked.routes.iter().map(|r| r.pattern_text.as_str());
+        let want = most_specific(patterns, path);
         let got_any = router.lookup(path).ok().map(|m| m.routes[0]);
         assert_eq!(got_any, want, "{path} in\n{yaml}");
         if let (Some(g), Some(w)) = (got, want) {
-            assert_eq!(specs[g].pattern, checked.routes[w].pattern_text);
+            assert_eq!(
+                checked.routes[g].pattern_text,
+                checked.routes[w].pattern_text
+            );
         }
     }
-}
-
-fn intern_parts(parts: Vec<Part>) -> Option<&'static [Part]> {
-    // `Part` is not `Hash`: its `Debug` text is the key.
-    static SEEN: Mutex<Option<HashMap<String, &'static [Part]>>> = Mutex::new(None);
-    let mut g = SEEN.lock().ok()?;
-    let map = g.get_or_insert_with(HashMap::new);
-    let key = format!("{parts:?}");
-    if let Some(&x) = map.get(&key) {
-        return Some(x);
-    }
-    if map.len() > 50_000 {
-        return None;
-    }
-    let leaked: &'static [Part] = Box::leak(parts.into_boxed_slice());
-    map.insert(key, leaked);
-    Some(leaked)
 }
 
 fuzz_target!(|data: &[u8]| {
