@@ -33,7 +33,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use gateway_service::client::{Admission, BaseUrl, Breaker};
-pub use gateway_service::{CallContext, Proof, Rejected, ServiceError, ServiceVerifier, VerifiedCall};
+pub use gateway_service::{
+    CallContext, Proof, Rejected, ServiceError, ServiceVerifier, VerifiedCall,
+};
 
 use crate::config::{StartupEnv, StartupError};
 use crate::outbound::{Signer, SystemClock};
@@ -92,8 +94,9 @@ impl ServiceClient {
         let signer = Signer::new(caller, spec.name, spec.identity, env, Arc::new(SystemClock))?;
         let connector =
             crate::proxy::connector(spec, env, spec.connect_timeout.unwrap_or(timeout))?;
-        let mut inner =
-            gateway_service::ServiceClient::with_connector(spec.name, url, signer, timeout, connector);
+        let mut inner = gateway_service::ServiceClient::with_connector(
+            spec.name, url, signer, timeout, connector,
+        );
         if let Some(b) = spec.breaker {
             inner = inner.with_breaker(GatewayBreaker(CircuitBreaker::new(spec.name, b)));
         }

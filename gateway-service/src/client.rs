@@ -67,7 +67,9 @@ impl fmt::Display for ServiceError {
             ServiceError::CircuitOpen(s) => {
                 write!(f, "service `{s}` is temporarily unavailable (circuit open)")
             }
-            ServiceError::Timeout(s) => write!(f, "service `{s}` did not answer within the timeout"),
+            ServiceError::Timeout(s) => {
+                write!(f, "service `{s}` did not answer within the timeout")
+            }
             ServiceError::Connect { service, why } => {
                 write!(f, "service `{service}` could not be reached: {why}")
             }

@@ -104,7 +104,9 @@ pub enum EnvError {
 impl fmt::Display for EnvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            EnvError::MissingSecret { var, what } => write!(f, "{}: {what} is not set", VarName(var)),
+            EnvError::MissingSecret { var, what } => {
+                write!(f, "{}: {what} is not set", VarName(var))
+            }
             EnvError::BadKey { var, why } => write!(f, "{}: {why}", VarName(var)),
             EnvError::Config { var, why } => write!(f, "{var}: {why}"),
         }
@@ -204,7 +206,10 @@ mod tests {
 
     #[test]
     fn secrets_are_comma_separated_and_trimmed() {
-        assert_eq!(secrets(" a, b ,,c "), [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            secrets(" a, b ,,c "),
+            [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
         assert!(secrets(" , ").is_empty());
     }
 
@@ -223,7 +228,10 @@ mod tests {
         assert_eq!(e.to_string(), "S (or S_FILE): the secret is not set");
         let gone = StartupEnv::from_pairs([("S_FILE", "/nonexistent/gw-svc")]);
         let e = secret_text(&gone, "S", "x").unwrap_err().to_string();
-        assert!(e.starts_with("S_FILE: cannot read `/nonexistent/gw-svc`"), "{e}");
+        assert!(
+            e.starts_with("S_FILE: cannot read `/nonexistent/gw-svc`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -325,15 +325,24 @@ mod tests {
         // The same request again 30 s later: inside the window, so the
         // replay cache refuses it; 61 s later its timestamp is stale.
         clock.advance(30);
-        assert_eq!(verifier.verify(&req, b"").unwrap_err().reason, "replayed_nonce");
+        assert_eq!(
+            verifier.verify(&req, b"").unwrap_err().reason,
+            "replayed_nonce"
+        );
         clock.advance(31);
-        assert_eq!(verifier.verify(&req, b"").unwrap_err().reason, "stale_timestamp");
+        assert_eq!(
+            verifier.verify(&req, b"").unwrap_err().reason,
+            "stale_timestamp"
+        );
         // A fresh signature at the new time passes.
         let again = signed(&signer, "/v1/invoices?page=2", None);
         assert_eq!(verifier.verify(&again, b"").unwrap().tenant, None);
         // Tampering with the body is caught.
         let other = signed(&signer, "/v1/invoices", None);
-        assert_eq!(verifier.verify(&other, b"{}").unwrap_err().reason, "bad_signature");
+        assert_eq!(
+            verifier.verify(&other, b"{}").unwrap_err().reason,
+            "bad_signature"
+        );
     }
 
     #[test]
@@ -358,9 +367,13 @@ mod tests {
             "expired_service_token"
         );
         // Another audience refuses it.
-        let billing =
-            ServiceVerifier::new("billing", "gw", vec![b"m1".to_vec()], Duration::from_secs(60))
-                .with_clock(clock);
+        let billing = ServiceVerifier::new(
+            "billing",
+            "gw",
+            vec![b"m1".to_vec()],
+            Duration::from_secs(60),
+        )
+        .with_clock(clock);
         assert_eq!(
             billing.verify(&req, b"").unwrap_err().reason,
             "bad_service_token"
@@ -379,14 +392,21 @@ mod tests {
             clock.clone(),
         )
         .unwrap();
-        let verifier = ServiceVerifier::new("svc", "gw", vec![b"k".to_vec()], Duration::from_secs(60))
-            .with_clock(clock);
+        let verifier =
+            ServiceVerifier::new("svc", "gw", vec![b"k".to_vec()], Duration::from_secs(60))
+                .with_clock(clock);
         let req = signed(&v1, "/x", None);
         assert_eq!(verifier.verify(&req, b"").unwrap().proof, Proof::HmacV1);
         let strict = verifier.with_proofs(&[Proof::HmacV2]);
-        assert_eq!(strict.verify(&req, b"").unwrap_err().reason, "proof_not_accepted");
         assert_eq!(
-            strict.verify(&request(http::HeaderMap::new(), "/x"), b"").unwrap_err().reason,
+            strict.verify(&req, b"").unwrap_err().reason,
+            "proof_not_accepted"
+        );
+        assert_eq!(
+            strict
+                .verify(&request(http::HeaderMap::new(), "/x"), b"")
+                .unwrap_err()
+                .reason,
             "missing_proof"
         );
     }

@@ -38,7 +38,9 @@ async fn upstream(verifier: ServiceVerifier) -> SocketAddr {
                         let (parts, body) = req.into_parts();
                         let body = body.collect().await.unwrap().to_bytes();
                         let verdict = match verifier.lock().unwrap().verify(&parts, &body) {
-                            Ok(call) => json!({"ok": true, "proof": format!("{:?}", call.proof), "tenant": call.tenant}),
+                            Ok(call) => {
+                                json!({"ok": true, "proof": format!("{:?}", call.proof), "tenant": call.tenant})
+                            }
                             Err(r) => json!({"ok": false, "reason": r.reason}),
                         };
                         let headers: serde_json::Map<String, Value> = parts
@@ -46,7 +48,11 @@ async fn upstream(verifier: ServiceVerifier) -> SocketAddr {
                             .iter()
                             .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
                             .collect();
-                        let status = if parts.uri.path().ends_with("/fail") { 500 } else { 200 };
+                        let status = if parts.uri.path().ends_with("/fail") {
+                            500
+                        } else {
+                            200
+                        };
                         let out = json!({"verdict": verdict, "uri": parts.uri.to_string(), "headers": headers});
                         Ok::<_, Infallible>(
                             http::Response::builder()
@@ -72,17 +78,31 @@ fn signer(identity: OutboundIdentity, secret_env: &str) -> Signer {
 
 #[tokio::test]
 async fn calls_verify_and_carry_the_tenant_and_ids() {
-    let verifier = ServiceVerifier::new("insights", "billing", vec![b"k1".to_vec()], Duration::from_secs(60));
+    let verifier = ServiceVerifier::new(
+        "insights",
+        "billing",
+        vec![b"k1".to_vec()],
+        Duration::from_secs(60),
+    );
     let addr = upstream(verifier).await;
     let url = BaseUrl::parse(&format!("http://{addr}/base/")).unwrap();
     let identity = OutboundIdentity::Hmac { secret_env: "S" };
-    let client = ServiceClient::http("insights", url, signer(identity, "S"), Duration::from_secs(10));
+    let client = ServiceClient::http(
+        "insights",
+        url,
+        signer(identity, "S"),
+        Duration::from_secs(10),
+    );
     let ctx = CallContext {
         tenant: Some("acme".into()),
         correlation_id: Some("corr-7".into()),
     };
     let got: Value = client.get("/trends?window=7d", &ctx).await.unwrap();
-    assert_eq!(got["verdict"], json!({"ok": true, "proof": "HmacV2", "tenant": "acme"}), "{got}");
+    assert_eq!(
+        got["verdict"],
+        json!({"ok": true, "proof": "HmacV2", "tenant": "acme"}),
+        "{got}"
+    );
     assert_eq!(got["uri"], "/base/trends?window=7d");
     assert_eq!(got["headers"]["x-correlation-id"], "corr-7");
     assert_eq!(got["headers"]["x-service-name"], "billing");
@@ -90,7 +110,10 @@ async fn calls_verify_and_carry_the_tenant_and_ids() {
         .call(http::Method::POST, "/scores", Some(&json!({"k": 1})), &ctx)
         .await
         .unwrap();
-    assert_eq!(posted["verdict"]["ok"], true, "the body hash is signed: {posted}");
+    assert_eq!(
+        posted["verdict"]["ok"], true,
+        "the body hash is signed: {posted}"
+    );
     assert_eq!(posted["headers"]["content-type"], "application/json");
 }
 
@@ -125,7 +148,12 @@ impl Breaker for Shared {
 
 #[tokio::test]
 async fn outcomes_reach_the_breaker_and_an_open_circuit_is_not_called() {
-    let verifier = ServiceVerifier::new("insights", "billing", vec![b"k1".to_vec()], Duration::from_secs(60));
+    let verifier = ServiceVerifier::new(
+        "insights",
+        "billing",
+        vec![b"k1".to_vec()],
+        Duration::from_secs(60),
+    );
     let addr = upstream(verifier).await;
     let url = BaseUrl::parse(&format!("http://{addr}")).unwrap();
     let identity = OutboundIdentity::Jwt {
@@ -133,8 +161,13 @@ async fn outcomes_reach_the_breaker_and_an_open_circuit_is_not_called() {
         ttl: Duration::from_secs(60),
     };
     let counts = Arc::new(Counting::default());
-    let client = ServiceClient::http("insights", url, signer(identity, "S"), Duration::from_secs(10))
-        .with_breaker(Shared(counts.clone()));
+    let client = ServiceClient::http(
+        "insights",
+        url,
+        signer(identity, "S"),
+        Duration::from_secs(10),
+    )
+    .with_breaker(Shared(counts.clone()));
     let ctx = CallContext::default();
     let got: Value = client.get("/fine", &ctx).await.unwrap();
     assert_eq!(got["verdict"]["proof"], "Jwt", "{got}");
@@ -146,19 +179,31 @@ async fn outcomes_reach_the_breaker_and_an_open_circuit_is_not_called() {
         Err(ServiceError::Status { status: 500, .. }) => {}
         other => panic!("{other:?}"),
     }
-    assert_eq!((counts.ok.load(Ordering::SeqCst), counts.failed.load(Ordering::SeqCst)), (1, 1));
+    assert_eq!(
+        (
+            counts.ok.load(Ordering::SeqCst),
+            counts.failed.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
     counts.open.store(1, Ordering::SeqCst);
     match client.get::<Value>("/fine", &ctx).await {
         Err(ServiceError::CircuitOpen(s)) => assert_eq!(s, "insights"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(counts.ok.load(Ordering::SeqCst) + counts.failed.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        counts.ok.load(Ordering::SeqCst) + counts.failed.load(Ordering::SeqCst),
+        2
+    );
 }
 
 #[test]
 fn base_urls_are_plain_http_or_https_without_credentials_or_query() {
     let u = BaseUrl::parse("http://10.0.0.1:9000/base/").unwrap();
-    assert_eq!((u.authority.as_str(), u.base_path.as_str()), ("10.0.0.1:9000", "/base"));
+    assert_eq!(
+        (u.authority.as_str(), u.base_path.as_str()),
+        ("10.0.0.1:9000", "/base")
+    );
     for (bad, why) in [
         ("ftp://x", "the scheme must be http or https"),
         ("http://u:p@x", "credentials do not belong in the URL"),

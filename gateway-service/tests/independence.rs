@@ -59,13 +59,15 @@ fn the_verifier_alone_needs_no_http_stack_no_runtime_and_nothing_of_the_gateway(
         let n = name(line);
         assert!(
             !RUNTIME.contains(&n)
-                && !["hyper", "hyper-util", "h2", "tokio", "http-body-util"]
-                    .contains(&n),
+                && !["hyper", "hyper-util", "h2", "tokio", "http-body-util"].contains(&n),
             "a verifier-only build depends on {line}"
         );
     }
     for needed in ["hmac", "sha2", "http"] {
-        assert!(lines.iter().any(|l| name(l) == needed), "{needed}: {lines:?}");
+        assert!(
+            lines.iter().any(|l| name(l) == needed),
+            "{needed}: {lines:?}"
+        );
     }
 }
 
@@ -73,7 +75,10 @@ fn the_verifier_alone_needs_no_http_stack_no_runtime_and_nothing_of_the_gateway(
 fn the_client_adds_hyper_s_client_only() {
     let lines = tree(&[]);
     for line in &lines {
-        assert!(!RUNTIME.contains(&name(line)), "the client depends on {line}");
+        assert!(
+            !RUNTIME.contains(&name(line)),
+            "the client depends on {line}"
+        );
         if name(line) == "hyper" || name(line) == "hyper-util" {
             let features = line.split_whitespace().nth(2).unwrap_or_default();
             assert!(

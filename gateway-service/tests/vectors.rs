@@ -243,19 +243,30 @@ fn the_service_verifier_accepts_every_vector_at_its_timestamp_and_not_after_the_
                 v.note
             );
             assert_eq!(
-                verifier.verify(&parts, v.body.as_bytes()).unwrap_err().reason,
+                verifier
+                    .verify(&parts, v.body.as_bytes())
+                    .unwrap_err()
+                    .reason,
                 "replayed_nonce",
                 "{}",
                 v.note
             );
         } else {
             seen.0 += 1;
-            assert_eq!((call.proof, call.tenant), (Proof::HmacV1, None), "{}", v.note);
+            assert_eq!(
+                (call.proof, call.tenant),
+                (Proof::HmacV1, None),
+                "{}",
+                v.note
+            );
         }
         // One more second past the window: stale, whatever the proof.
         clock.advance(61);
         assert_eq!(
-            verifier.verify(&parts, v.body.as_bytes()).unwrap_err().reason,
+            verifier
+                .verify(&parts, v.body.as_bytes())
+                .unwrap_err()
+                .reason,
             "stale_timestamp",
             "{}",
             v.note

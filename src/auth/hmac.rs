@@ -14,7 +14,7 @@ use std::time::Duration;
 pub use gateway_service::hmac::{
     body_sha256, canonical_v1, canonical_v2, fresh_nonce, now_unix, parse_signature, sign_v1,
     sign_v2, signature_matches, valid_nonce, Admits, HmacVersions, SignatureVerifier, Signed,
-    Verified, V2Input,
+    V2Input, Verified,
 };
 use gateway_service::Clock;
 
