@@ -14,7 +14,7 @@
 pub mod hmac;
 pub mod jwt;
 pub mod jwt_cache;
-pub mod nonce;
+pub use gateway_service::nonce;
 pub mod revocation;
 pub mod token;
 
@@ -41,43 +41,6 @@ impl AuthFailure {
     }
 }
 
-/// The signing headers of a request, read before the gateway strips them,
-/// so that a route with HMAC auth can verify them.
-#[derive(Debug, Clone, Default)]
-pub struct SigningHeaders {
-    /// `X-Internal-Service-Auth`.
-    pub signature: Option<http::HeaderValue>,
-    /// `X-Service-Name`.
-    pub service: Option<http::HeaderValue>,
-    /// `X-Internal-Timestamp`.
-    pub timestamp: Option<http::HeaderValue>,
-    /// `X-Internal-Nonce`.
-    pub nonce: Option<http::HeaderValue>,
-    /// `X-Tenant-Id`.
-    pub tenant: Option<http::HeaderValue>,
-}
+pub use gateway_service::hmac::SigningHeaders;
 
-impl SigningHeaders {
-    /// Reads the signing headers (cheap: header values are reference-counted).
-    pub fn read(h: &http::HeaderMap) -> Self {
-        use crate::headers::name;
-        SigningHeaders {
-            signature: h.get(name::X_INTERNAL_SERVICE_AUTH).cloned(),
-            service: h.get(name::X_SERVICE_NAME).cloned(),
-            timestamp: h.get(name::X_INTERNAL_TIMESTAMP).cloned(),
-            nonce: h.get(name::X_INTERNAL_NONCE).cloned(),
-            tenant: h.get(name::X_TENANT_ID).cloned(),
-        }
-    }
-}
-
-/// The secrets in a variable: comma-separated, so keys rotate without
-/// downtime (old and new are both accepted until the old one is removed).
-pub fn secrets(value: &str) -> Vec<Vec<u8>> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.as_bytes().to_vec())
-        .collect()
-}
+pub use gateway_service::env::secrets;

@@ -1,60 +1,14 @@
 //! Start-up configuration: what comes from the environment, resolved and
 //! checked once, with errors that name the variable at fault.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::spec::{GatewaySpec, ServiceSpec};
 
-/// The environment the gateway starts in. Tests pass their own.
-#[derive(Debug, Clone, Default)]
-pub struct StartupEnv {
-    vars: HashMap<String, String>,
-}
-
-impl StartupEnv {
-    /// The process environment.
-    pub fn from_process() -> Self {
-        StartupEnv {
-            vars: std::env::vars().collect(),
-        }
-    }
-
-    /// An environment from pairs (for tests and tools).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        StartupEnv {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
-    }
-
-    /// A variable's value, if set and not empty.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// Sets `name` to `value` unless it already has a non-empty value (as
-    /// `${NAME:-value}` does in `dev.env`). Returns whether it set it.
-    pub fn set_default(&mut self, name: &str, value: impl Into<String>) -> bool {
-        if self.get(name).is_some() {
-            return false;
-        }
-        self.vars.insert(name.to_owned(), value.into());
-        true
-    }
-
-    /// Sets `name` to `value`, whatever it held.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        self.vars.insert(name.to_owned(), value.into());
-    }
-}
+/// The environment the gateway starts in (tests pass their own), and the
+/// masking of variable names in messages: the `gateway-service` crate's,
+/// whose credentials read the same environment.
+pub use gateway_service::env::{is_variable_name, StartupEnv, VarName};
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -122,60 +76,15 @@ pub enum StartupError {
     },
 }
 
-/// Whether `name` reads as an environment variable name, so that printing
-/// it cannot leak a secret: upper-case letters, digits and `_`, not
-/// starting with a digit (the spec compiler's rule), and word-like. A part
-/// between underscores that switches between letters and digits more than
-/// twice (`S3CR3TVALUE123`) or runs longer than 24 characters
-/// (`AKIAIOSFODNN7EXAMPLEKEY0123`) is far more likely a value pasted where
-/// its variable's name belongs than a name anyone chose.
-pub fn is_variable_name(name: &str) -> bool {
-    let rule = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    rule && name.split('_').all(|part| {
-        let switches = part
-            .as_bytes()
-            .windows(2)
-            .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
-            .count();
-        switches <= 2 && part.len() <= 24
-    })
-}
-
-/// Shows a configured variable name in messages and logs: in full when it
-/// reads as a name ([`is_variable_name`]), else only its first two
-/// characters and its length, since it is most likely a secret pasted
-/// where the name belongs. `A (or A_FILE)` shows each name by this rule.
-#[derive(Debug, Clone, Copy)]
-pub struct VarName<'a>(pub &'a str);
-
-impl std::fmt::Display for VarName<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |f: &mut std::fmt::Formatter<'_>, name: &str| {
-            if is_variable_name(name) {
-                f.write_str(name)
-            } else {
-                let head: String = name.chars().take(2).collect();
-                write!(
-                    f,
-                    "`{head}…` ({} characters, not a variable name: a value where a name belongs?)",
-                    name.chars().count()
-                )
-            }
-        };
-        match self.0.strip_suffix(')').and_then(|s| s.split_once(" (or ")) {
-            Some((a, b)) => {
-                show(f, a)?;
-                f.write_str(" (or ")?;
-                show(f, b)?;
-                f.write_str(")")
-            }
-            None => show(f, self.0),
+impl From<gateway_service::EnvError> for StartupError {
+    /// The `gateway-service` crate's credential errors are the variants
+    /// of the same names and texts.
+    fn from(e: gateway_service::EnvError) -> Self {
+        use gateway_service::EnvError;
+        match e {
+            EnvError::MissingSecret { var, what } => StartupError::MissingSecret { var, what },
+            EnvError::BadKey { var, why } => StartupError::BadKey { var, why },
+            EnvError::Config { var, why } => StartupError::Config { var, why },
         }
     }
 }
@@ -221,10 +130,9 @@ pub fn check_dev_secrets(env: &StartupEnv, addr: SocketAddr) -> Result<(), Start
         return Ok(());
     }
     let mut names: Vec<&str> = env
-        .vars
-        .iter()
+        .vars()
         .filter(|(_, v)| is_dev_secret(v))
-        .map(|(k, _)| k.as_str())
+        .map(|(k, _)| k)
         .collect();
     names.sort_unstable();
     match names.first() {
@@ -249,16 +157,9 @@ pub fn listen_addr(g: &GatewaySpec, env: &StartupEnv) -> Result<SocketAddr, Star
     s.parse().map_err(|_| StartupError::Listen(s.to_owned()))
 }
 
-/// An upstream base URL, split for building request URIs.
-#[derive(Debug, Clone)]
-pub struct UpstreamUrl {
-    /// `http` or `https`.
-    pub scheme: http::uri::Scheme,
-    /// `host:port`.
-    pub authority: http::uri::Authority,
-    /// Path prefix without a trailing slash (often empty).
-    pub base_path: String,
-}
+/// An upstream base URL, split for building request URIs (the service
+/// client's [`gateway_service::BaseUrl`]).
+pub use gateway_service::BaseUrl as UpstreamUrl;
 
 /// Resolves a service's base URL from its variable or default.
 ///
@@ -272,27 +173,10 @@ pub fn upstream_url(s: &ServiceSpec, env: &StartupEnv) -> Result<UpstreamUrl, St
             s.default_url,
         ),
     };
-    let err = |why| StartupError::UpstreamUrl {
-        var: var.clone(),
+    UpstreamUrl::parse(value).map_err(|why| StartupError::UpstreamUrl {
+        var,
         value: value.to_owned(),
         why,
-    };
-    let uri: http::Uri = value.parse().map_err(|_| err("not a URL"))?;
-    let scheme = uri.scheme().cloned().ok_or_else(|| err("no scheme"))?;
-    if scheme != http::uri::Scheme::HTTP && scheme != http::uri::Scheme::HTTPS {
-        return Err(err("the scheme must be http or https"));
-    }
-    let authority = uri.authority().cloned().ok_or_else(|| err("no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(err("credentials do not belong in the URL"));
-    }
-    if uri.query().is_some() {
-        return Err(err("a base URL has no query"));
-    }
-    Ok(UpstreamUrl {
-        scheme,
-        authority,
-        base_path: uri.path().trim_end_matches('/').to_owned(),
     })
 }
 

@@ -30,6 +30,14 @@ pub const OWNED: [&str; 10] = [
 pub mod name {
     use http::HeaderName;
 
+    /// The proof headers (`X-Service-Name`, `X-Internal-Service-Auth`,
+    /// `X-Internal-Timestamp`, `X-Internal-Nonce`, `X-Tenant-Id`): the
+    /// `gateway-service` crate's, which signs and verifies them.
+    pub use gateway_service::headers::{
+        X_INTERNAL_NONCE, X_INTERNAL_SERVICE_AUTH, X_INTERNAL_TIMESTAMP, X_SERVICE_NAME,
+        X_TENANT_ID,
+    };
+
     /// `X-Forwarded-For`.
     pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
     /// `X-Forwarded-Proto`.
@@ -48,19 +56,8 @@ pub mod name {
     pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
     /// `X-User-Roles`.
     pub const X_USER_ROLES: HeaderName = HeaderName::from_static("x-user-roles");
-    /// `X-Tenant-Id`.
-    pub const X_TENANT_ID: HeaderName = HeaderName::from_static("x-tenant-id");
     /// `X-Powered-By`.
     pub const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
-    /// `X-Service-Name`.
-    pub const X_SERVICE_NAME: HeaderName = HeaderName::from_static("x-service-name");
-    /// `X-Internal-Service-Auth`.
-    pub const X_INTERNAL_SERVICE_AUTH: HeaderName =
-        HeaderName::from_static("x-internal-service-auth");
-    /// `X-Internal-Timestamp`.
-    pub const X_INTERNAL_TIMESTAMP: HeaderName = HeaderName::from_static("x-internal-timestamp");
-    /// `X-Internal-Nonce`.
-    pub const X_INTERNAL_NONCE: HeaderName = HeaderName::from_static("x-internal-nonce");
     /// `X-Service-Token`.
     pub const X_SERVICE_TOKEN: HeaderName = HeaderName::from_static("x-service-token");
     /// `tracestate`.

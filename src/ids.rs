@@ -21,16 +21,9 @@ pub struct Ids {
     pub traceparent: HeaderValue,
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Writes `bytes` as lowercase hex into `out` (twice their length), by
-/// table lookup: ids, trace ids and signatures use it on every request.
-pub(crate) fn hex_into(out: &mut [u8], bytes: &[u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 15) as usize];
-    }
-}
+/// Lowercase hex by table lookup (ids and trace ids on every request; the
+/// signatures' encoder, shared with the `gateway-service` crate).
+use gateway_service::hmac::hex_into;
 
 fn header(bytes: &[u8]) -> HeaderValue {
     // Only hex digits and `-` are ever passed here.

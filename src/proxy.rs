@@ -226,7 +226,7 @@ impl Proxy {
         for u in &self.upstreams {
             if let Err(e) = u.signer.reload() {
                 if first.is_ok() {
-                    first = Err(e);
+                    first = Err(e.into());
                 }
             }
         }

@@ -1,6 +1,7 @@
-//! The inbound proof verifier (`gateway::service::ServiceVerifier`, the
-//! gateway's own HMAC v1/v2 verifier plus service JWTs) on arbitrary
-//! headers, method, path, body and clock.
+//! The inbound proof verifier (`gateway_service::ServiceVerifier`, the
+//! gateway's own HMAC v1/v2 verifier plus service JWTs, from the
+//! `gateway-service` crate the gateway re-exports as `gateway::service`)
+//! on arbitrary headers, method, path, body and clock.
 //!
 //! Oracles:
 //! - it never panics;
@@ -17,8 +18,8 @@
 
 use std::time::Duration;
 
-use gateway::auth::hmac::{sign_v1, sign_v2, valid_nonce, V2Input};
-use gateway::service::{Proof, ServiceVerifier, VerifiedCall};
+use gateway_service::hmac::{sign_v1, sign_v2, valid_nonce, V2Input};
+use gateway_service::{Proof, ServiceVerifier, VerifiedCall};
 use gateway_fuzz::hmac as field;
 use gateway_fuzz::{header_pairs, Fields};
 use http::{HeaderName, HeaderValue, Method, Uri};
@@ -58,7 +59,7 @@ impl Sent {
 }
 
 fn body_sha256(body: &[u8]) -> String {
-    gateway::auth::hmac::body_sha256(body)
+    gateway_service::hmac::body_sha256(body)
 }
 
 fn sign(version: u8, secret: &[u8], s: &Sent) -> String {
