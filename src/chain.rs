@@ -12,8 +12,10 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::auth::{AuthFailure, SigningHeaders};
+use http::HeaderValue;
+
 use crate::error::GatewayError;
+use crate::headers::name;
 use crate::ids::Ids;
 
 /// The request head a step may inspect and change.
@@ -53,7 +55,7 @@ pub struct RequestCtx {
     /// Why authentication failed (or, in audit mode, would have).
     pub auth_failure: Option<AuthFailure>,
     /// The rate limit's state, for the response headers.
-    pub rate_limit: Option<crate::policy::ratelimit::RateState>,
+    pub rate_limit: Option<RateState>,
     /// A service signature is pending verification after the body: the
     /// caller becomes known only then.
     pub caller_pending: bool,
@@ -91,6 +93,69 @@ impl User {
             headers: (id_header, roles_header),
         }
     }
+}
+
+/// Why an authentication step refused (or, in audit mode, let through) a
+/// request: the `reason` of the security event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// A stable, machine-readable reason (`expired`, `replayed_nonce`, ...).
+    pub reason: &'static str,
+    /// The caller, when known: a JWT subject or a claimed service name.
+    pub caller: Option<String>,
+    /// `enforce` (rejected) or `audit` (logged and let through).
+    pub mode: &'static str,
+}
+
+impl AuthFailure {
+    /// A failure that rejected the request.
+    pub fn enforced(reason: &'static str, caller: Option<String>) -> Self {
+        AuthFailure {
+            reason,
+            caller,
+            mode: "enforce",
+        }
+    }
+}
+
+/// The signing headers of a request, read before the gateway strips them,
+/// so that a route with HMAC auth can verify them.
+#[derive(Debug, Clone, Default)]
+pub struct SigningHeaders {
+    /// `X-Internal-Service-Auth`.
+    pub signature: Option<http::HeaderValue>,
+    /// `X-Service-Name`.
+    pub service: Option<http::HeaderValue>,
+    /// `X-Internal-Timestamp`.
+    pub timestamp: Option<http::HeaderValue>,
+    /// `X-Internal-Nonce`.
+    pub nonce: Option<http::HeaderValue>,
+    /// `X-Tenant-Id`.
+    pub tenant: Option<http::HeaderValue>,
+}
+
+impl SigningHeaders {
+    /// Reads the signing headers (cheap: header values are reference-counted).
+    pub fn read(h: &http::HeaderMap) -> Self {
+        SigningHeaders {
+            signature: h.get(name::X_INTERNAL_SERVICE_AUTH).cloned(),
+            service: h.get(name::X_SERVICE_NAME).cloned(),
+            timestamp: h.get(name::X_INTERNAL_TIMESTAMP).cloned(),
+            nonce: h.get(name::X_INTERNAL_NONCE).cloned(),
+            tenant: h.get(name::X_TENANT_ID).cloned(),
+        }
+    }
+}
+
+/// The limit's state after a check, for the response headers.
+#[derive(Debug, Clone)]
+pub struct RateState {
+    /// `RateLimit-Policy` value.
+    pub policy: HeaderValue,
+    /// `RateLimit` value.
+    pub limit: HeaderValue,
+    /// `Retry-After` seconds, on a 429.
+    pub retry_after: Option<u64>,
 }
 
 /// One policy step of a route's chain.

@@ -28,29 +28,7 @@ use crate::auth::hmac::{self, V2Input};
 use crate::config::{StartupEnv, StartupError};
 use crate::headers::name;
 
-/// How the gateway signs requests to one upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboundIdentity {
-    /// HMAC v2.
-    Hmac {
-        /// Variable holding the credential.
-        secret_env: &'static str,
-    },
-    /// HMAC v1.
-    HmacV1 {
-        /// Variable holding the credential.
-        secret_env: &'static str,
-    },
-    /// A short-lived service JWT.
-    Jwt {
-        /// Variable holding the credential.
-        secret_env: &'static str,
-        /// Token lifetime (at most 300 s).
-        ttl: Duration,
-    },
-    /// Unsigned.
-    Unsigned,
-}
+pub use crate::spec::policies::OutboundIdentity;
 
 /// Unix seconds, replaceable in tests.
 pub trait Clock: Send + Sync + fmt::Debug {

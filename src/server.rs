@@ -23,11 +23,10 @@
 mod attempts;
 mod listen;
 mod pipeline;
-mod respond;
 mod read_body;
+mod respond;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use http::HeaderValue;
 
@@ -39,6 +38,7 @@ use crate::policy::retry::RetryBudget;
 use crate::proxy::Proxy;
 use crate::routing::Router;
 use crate::spec::Spec;
+use crate::time::Clock;
 use crate::tls::{ClientIdentity, Terminator};
 
 pub use listen::serve;
@@ -72,6 +72,9 @@ pub struct Gateway<S: Spec> {
     claimed_allowed: u16,
     /// Memory for buffered request bodies (`gateway.limits`).
     bodies: BodyBudget,
+    /// The one clock of breakers, retry budgets, outbound signatures and
+    /// version sunsets.
+    clock: Clock,
 }
 
 impl<S: Spec> std::fmt::Debug for Gateway<S> {
@@ -83,11 +86,21 @@ impl<S: Spec> std::fmt::Debug for Gateway<S> {
 }
 
 impl<S: Spec> Gateway<S> {
-    /// Builds the gateway from the environment.
+    /// Builds the gateway from the environment, on the system clock.
     ///
     /// # Errors
     /// Anything in the environment that stops start-up, naming the variable.
     pub fn new(env: &StartupEnv) -> Result<Self, StartupError> {
+        Self::with_clock(env, Clock::system())
+    }
+
+    /// Builds the gateway from the environment, with `clock` timing its
+    /// breakers, retry budgets, outbound signatures and version sunsets
+    /// (a [`crate::time::ManualClock`]'s in tests).
+    ///
+    /// # Errors
+    /// Anything in the environment that stops start-up, naming the variable.
+    pub fn with_clock(env: &StartupEnv, clock: Clock) -> Result<Self, StartupError> {
         let g = S::GATEWAY;
         let router = Router::new(S::PATHS.iter().copied())
             .map_err(|e| StartupError::Router(e.to_string()))?;
@@ -96,13 +109,7 @@ impl<S: Spec> Gateway<S> {
         Ok(Gateway {
             router,
             chains: S::build_chains(env)?,
-            proxy: Proxy::new(
-                g.name,
-                S::SERVICES,
-                env,
-                g.connect_timeout,
-                Arc::new(crate::outbound::SystemClock),
-            )?,
+            proxy: Proxy::new(g.name, S::SERVICES, env, g.connect_timeout, &clock)?,
             trusted: TrustedProxies::parse(g.trusted_proxies)?,
             via,
             tls: g.tls.map(|t| Terminator::new(t, env)).transpose()?,
@@ -114,12 +121,15 @@ impl<S: Spec> Gateway<S> {
                     .map(|r| S::route(*r).index + 1)
                     .max()
                     .unwrap_or(0);
-                (0..n).map(|_| Default::default()).collect()
+                (0..n)
+                    .map(|_| RetryBudget::with_clock(clock.clone()))
+                    .collect()
             },
             claimed_allowed: S::SERVICES
                 .iter()
                 .fold(0, |m, s| m | headers::claimed_mask(s.allow_client_headers)),
             bodies: BodyBudget::new(g.limits.body_buffer, g.limits.body_buffer_per_client),
+            clock,
         })
     }
 

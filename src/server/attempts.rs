@@ -91,8 +91,7 @@ impl<S: Spec> Gateway<S> {
             let Some(r) = policy.filter(|r| attempt < r.attempts) else {
                 return result;
             };
-            if !retryable(&r, &result, per_try, remaining)
-                || !self.budgets[spec.index].withdraw(&r)
+            if !retryable(&r, &result, per_try, remaining) || !self.budgets[spec.index].withdraw(&r)
             {
                 return result;
             }

@@ -42,7 +42,6 @@ impl<S: Spec> Gateway<S> {
         };
         tls.refused(&self.access_log, peer, rustls_error);
     }
-
 }
 
 /// Serves one accepted connection (plain or after the TLS handshake),

@@ -29,6 +29,7 @@ use crate::policy::version::{Unsupported, VersionSet, VersionSpec};
 use crate::proxy::{self, ProxyBody, Upstream};
 use crate::routing::{self, Miss};
 use crate::spec::{Methods, RouteSpec, Spec};
+use crate::time::Clock;
 use crate::tls::ClientIdentity;
 
 /// What the request head decided before any body is read.
@@ -298,7 +299,7 @@ impl<S: Spec> Gateway<S> {
         if let Flow::Respond(e) = S::before_body(&self.chains, route, ctx, parts) {
             return Err(e);
         }
-        check_version(chosen, version)?;
+        check_version(chosen, version, &self.clock)?;
         check_declared_length(parts, spec.body_limit)?;
         Ok(Head::Forward(Plan {
             route,
@@ -450,15 +451,19 @@ fn health(method: &Method) -> Result<Response<ResponseBody>, GatewayError> {
 }
 
 /// Refuses, after authorization, a version the route does not serve (400,
-/// listing those it does) or one past its sunset (410).
-fn check_version(chosen: Chosen, version: Option<&VersionSpec>) -> Result<(), GatewayError> {
+/// listing those it does) or one past its sunset on `clock` (410).
+fn check_version(
+    chosen: Chosen,
+    version: Option<&VersionSpec>,
+    clock: &Clock,
+) -> Result<(), GatewayError> {
     if let Some((vs, Err(_))) = chosen {
         return Err(GatewayError::client(ErrorKind::UnsupportedVersion(
             vs.names,
         )));
     }
     if let Some(d) = version.and_then(|v| v.deprecated.as_ref()) {
-        if d.gone(crate::auth::hmac::now_unix()) {
+        if d.gone(clock.now_unix()) {
             return Err(GatewayError::client(ErrorKind::VersionGone));
         }
     }

@@ -6,6 +6,7 @@
 //! the request's access-log line.
 
 use http::{HeaderMap, HeaderValue, Response};
+use http_body_util::Either;
 
 use crate::body::ResponseBody;
 use crate::chain::RequestCtx;
@@ -82,7 +83,7 @@ pub(super) fn respond(
 /// flooded the body buffer ([`GatewayError::closes_connection`]).
 fn refusal(e: GatewayError, ctx: &RequestCtx, http1: bool) -> Response<ResponseBody> {
     let close = http1 && e.closes_connection();
-    let mut resp = e.into_response(ctx.ids.request_id());
+    let mut resp = e.into_response(ctx.ids.request_id()).map(Either::Right);
     if close {
         // hyper closes an HTTP/1 connection after a response that says
         // so. HTTP/2 has no such header: there the stream alone ends
