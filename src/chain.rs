@@ -1,13 +1,17 @@
-//! Per-route policy chains.
+//! The per-request context and per-route policy chains, on the ground
+//! floor: this file imports only the error, ids and header names, never
+//! the policies or auth steps that fill the context (their plain data,
+//! such as [`AuthFailure`] and [`RateState`], is defined here).
 //!
 //! A route's chain is a tuple of steps whose type the spec compiler writes
 //! out (`(StripCredentials<{ NONE }>,)`), so every step call is static
 //! dispatch: no `Vec<Box<dyn Step>>` walked per request and no lookup by
 //! name. Steps run in the contract's order (§2): rate limit ->
 //! authentication (service token, HMAC, JWT) -> authorization (roles) ->
-//! version selection -> body limit -> credential stripping; path sanity,
-//! matching and the method check run before any chain, in
-//! [`crate::routing`].
+//! credential stripping. Path sanity, matching and the method check run
+//! before any chain ([`crate::routing`]); CORS, version selection and the
+//! declared body limit are read from the route's spec by the pipeline's
+//! head phase (`server/pipeline.rs`), not chain steps.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;

@@ -9,15 +9,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Either;
 use hyper::body::Incoming;
 
-use super::read_body::read_body;
 use super::respond::{respond, ResponseSide};
 use super::{Connection, Gateway};
 use crate::auth::{AuthFailure, SigningHeaders};
-use crate::body::budget::Permit;
-use crate::body::client::ClientBody;
 use crate::body::{full, ResponseBody};
 use crate::chain::{Flow, RequestCtx};
 use crate::error::{ErrorKind, GatewayError};
@@ -26,7 +23,7 @@ use crate::ids::Ids;
 use crate::log::access::{Outcome, PendingLog};
 use crate::policy::cors::CorsSpec;
 use crate::policy::version::{Unsupported, VersionSet, VersionSpec};
-use crate::proxy::{self, ProxyBody, Upstream};
+use crate::proxy::{self, Upstream};
 use crate::routing::{self, Miss};
 use crate::spec::{Methods, RouteSpec, Spec};
 use crate::time::Clock;
@@ -347,38 +344,6 @@ impl<S: Spec> Gateway<S> {
         cors.preflight_headers(origin, resp.headers_mut());
         side.preflight = true;
         Ok(Some(resp))
-    }
-
-    /// Phase 4, the request body: read whole, within the route's limit and
-    /// body timeout and the body budget, for a route that verifies a body
-    /// signature (413, 408, 503 `overloaded`; see [`read_body`]); streamed
-    /// otherwise, aborting the upstream request when it grows past the
-    /// limit or stalls. `permit` holds the buffered bytes' share.
-    async fn request_body<'a>(
-        &'a self,
-        ctx: &mut RequestCtx,
-        parts: &Parts,
-        (body, buffered): (Incoming, &'a AtomicUsize),
-        spec: &RouteSpec,
-        permit: &mut Option<Permit<'a>>,
-    ) -> Result<ProxyBody, GatewayError> {
-        Ok(match spec.buffer_body {
-            Some(limit) => {
-                let permit = permit.insert(self.bodies.permit(ctx.client_ip, buffered));
-                let bytes = read_body(parts, body, limit, spec.body_timeout, permit).await?;
-                ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
-                Either::Right(Full::new(bytes))
-            }
-            // A streamed body that grows past the limit or stalls aborts
-            // the upstream request, which so never receives a complete
-            // request.
-            None => Either::Left(ClientBody::new(
-                body,
-                spec.body_limit as usize,
-                spec.body_timeout,
-                S::GATEWAY.limits.min_body_rate,
-            )),
-        })
     }
 
     /// Phase 5, the upstream request's head: the chain's request steps

@@ -1,11 +1,54 @@
-//! Phase 4 for a route that verifies a body signature: the request body
-//! read whole, bounded in size, in time and by the gateway's body budget.
+//! Phase 4, the request body: read whole for a route that verifies a body
+//! signature, bounded in size, in time and by the gateway's body budget;
+//! streamed otherwise, bounded as it goes.
 
-use http_body_util::BodyExt;
+use std::sync::atomic::AtomicUsize;
+
+use http::request::Parts;
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Body as _, Incoming};
 
+use super::Gateway;
 use crate::body::budget::Permit;
+use crate::body::client::ClientBody;
+use crate::chain::RequestCtx;
 use crate::error::{ErrorKind, GatewayError};
+use crate::proxy::ProxyBody;
+use crate::spec::{RouteSpec, Spec};
+
+impl<S: Spec> Gateway<S> {
+    /// Phase 4, the request body: read whole, within the route's limit and
+    /// body timeout and the body budget, for a route that verifies a body
+    /// signature (413, 408, 503 `overloaded`; see `read_body`); streamed
+    /// otherwise, aborting the upstream request when it grows past the
+    /// limit or stalls. `permit` holds the buffered bytes' share.
+    pub(super) async fn request_body<'a>(
+        &'a self,
+        ctx: &mut RequestCtx,
+        parts: &Parts,
+        (body, buffered): (Incoming, &'a AtomicUsize),
+        spec: &RouteSpec,
+        permit: &mut Option<Permit<'a>>,
+    ) -> Result<ProxyBody, GatewayError> {
+        Ok(match spec.buffer_body {
+            Some(limit) => {
+                let permit = permit.insert(self.bodies.permit(ctx.client_ip, buffered));
+                let bytes = read_body(parts, body, limit, spec.body_timeout, permit).await?;
+                ctx.body_sha256 = Some(crate::auth::hmac::body_sha256(&bytes));
+                Either::Right(Full::new(bytes))
+            }
+            // A streamed body that grows past the limit or stalls aborts
+            // the upstream request, which so never receives a complete
+            // request.
+            None => Either::Left(ClientBody::new(
+                body,
+                spec.body_limit as usize,
+                spec.body_timeout,
+                S::GATEWAY.limits.min_body_rate,
+            )),
+        })
+    }
+}
 
 /// Reads a whole body of at most `limit` bytes within `timeout`: a
 /// declared length over the limit is refused before reading, a longer
@@ -13,7 +56,7 @@ use crate::error::{ErrorKind, GatewayError};
 /// 408. Its bytes are taken from `permit` before they are held: a declared
 /// length at once, a chunked body as it grows; 503 `overloaded` when the
 /// budget has no room.
-pub(super) async fn read_body(
+async fn read_body(
     parts: &http::request::Parts,
     mut body: Incoming,
     limit: usize,
