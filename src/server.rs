@@ -1,24 +1,26 @@
 //! The server: a [`Gateway`] built once from a compiled spec, serving
 //! connections ([`serve`], in `listen.rs`) and running every request
-//! through the fixed phase order of contract §2 (`pipeline.rs`), with the
-//! upstream attempt loop in `attempts.rs` and the buffered-body reader in
-//! `read_body.rs`.
+//! through the fixed phase order of contract §2.
 //!
-//! The phases, in order, each one function of `pipeline.rs`:
+//! The phases, in order, each one function (in `pipeline.rs` unless
+//! named) whose doc comment says what it may refuse and why:
 //! 1. `begin`: ids minted or continued, client-owned headers stripped
 //!    ([`crate::headers`], [`crate::ids`]);
 //! 2. `admit`: refusals before routing (an unreadable forwarding chain,
 //!    too many header fields, an unknown client certificate);
 //! 3. `head`: `/health`, path sanity and route match (400, 404), CORS
-//!    preflight, method (405), the chain's head-only steps (rate limit,
+//!    `preflight`, method (405), the chain's head-only steps (rate limit,
 //!    authentication, authorization), version and declared body length;
-//! 4. `read_body`: a body the route verifies is read whole (413, 408, 503);
+//! 4. `request_body` (`read_body.rs`): a body the route verifies is read
+//!    whole (413, 408, 503), any other streamed under its limits;
 //! 5. `upstream_head`: the chain's request steps, the canary, the upstream
 //!    URI and forwarded headers;
-//! 6. `attempts`: the upstream call under breaker, retries and timeout;
+//! 6. `attempts` (`attempts.rs`): the upstream call under breaker,
+//!    retries and timeout;
 //! 7. `upstream_response`: the upstream's answer filtered for the client;
-//! 8. `respond` (`respond.rs`): ids, CORS, version and rate-limit headers on every
-//!    answer, the security event, one access-log line ([`crate::log`]).
+//! 8. `respond` (`respond.rs`): every answer, refusals included, gets the
+//!    ids and the CORS, version and rate-limit headers; the security
+//!    event and one access-log line ([`crate::log`]) are written.
 
 mod attempts;
 mod listen;
