@@ -18,29 +18,6 @@ pub use gateway_service::nonce;
 pub mod revocation;
 pub mod token;
 
-/// Why an authentication step refused (or, in audit mode, let through) a
-/// request: the `reason` of the security event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthFailure {
-    /// A stable, machine-readable reason (`expired`, `replayed_nonce`, ...).
-    pub reason: &'static str,
-    /// The caller, when known: a JWT subject or a claimed service name.
-    pub caller: Option<String>,
-    /// `enforce` (rejected) or `audit` (logged and let through).
-    pub mode: &'static str,
-}
-
-impl AuthFailure {
-    /// A failure that rejected the request.
-    pub fn enforced(reason: &'static str, caller: Option<String>) -> Self {
-        AuthFailure {
-            reason,
-            caller,
-            mode: "enforce",
-        }
-    }
-}
-
-pub use gateway_service::hmac::SigningHeaders;
-
+pub use crate::chain::AuthFailure;
 pub use gateway_service::env::secrets;
+pub use gateway_service::hmac::SigningHeaders;

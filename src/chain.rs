@@ -1,18 +1,23 @@
-//! Per-route policy chains.
+//! The per-request context and per-route policy chains, on the ground
+//! floor: this file imports only the error, ids and header names, never
+//! the policies or auth steps that fill the context (their plain data,
+//! such as [`AuthFailure`] and [`RateState`], is defined here).
 //!
 //! A route's chain is a tuple of steps whose type the spec compiler writes
 //! out (`(StripCredentials<{ NONE }>,)`), so every step call is static
 //! dispatch: no `Vec<Box<dyn Step>>` walked per request and no lookup by
 //! name. Steps run in the contract's order (§2): rate limit ->
 //! authentication (service token, HMAC, JWT) -> authorization (roles) ->
-//! version selection -> body limit -> credential stripping; path sanity,
-//! matching and the method check run before any chain, in
-//! [`crate::routing`].
+//! credential stripping. Path sanity, matching and the method check run
+//! before any chain ([`crate::routing`]); CORS, version selection and the
+//! declared body limit are read from the route's spec by the pipeline's
+//! head phase (`server/pipeline.rs`), not chain steps.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use crate::auth::{AuthFailure, SigningHeaders};
+use http::HeaderValue;
+
 use crate::error::GatewayError;
 use crate::ids::Ids;
 
@@ -53,7 +58,7 @@ pub struct RequestCtx {
     /// Why authentication failed (or, in audit mode, would have).
     pub auth_failure: Option<AuthFailure>,
     /// The rate limit's state, for the response headers.
-    pub rate_limit: Option<crate::policy::ratelimit::RateState>,
+    pub rate_limit: Option<RateState>,
     /// A service signature is pending verification after the body: the
     /// caller becomes known only then.
     pub caller_pending: bool,
@@ -91,6 +96,44 @@ impl User {
             headers: (id_header, roles_header),
         }
     }
+}
+
+/// Why an authentication step refused (or, in audit mode, let through) a
+/// request: the `reason` of the security event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFailure {
+    /// A stable, machine-readable reason (`expired`, `replayed_nonce`, ...).
+    pub reason: &'static str,
+    /// The caller, when known: a JWT subject or a claimed service name.
+    pub caller: Option<String>,
+    /// `enforce` (rejected) or `audit` (logged and let through).
+    pub mode: &'static str,
+}
+
+impl AuthFailure {
+    /// A failure that rejected the request.
+    pub fn enforced(reason: &'static str, caller: Option<String>) -> Self {
+        AuthFailure {
+            reason,
+            caller,
+            mode: "enforce",
+        }
+    }
+}
+
+/// The signing headers of a request, read before the gateway strips them
+/// (the `gateway-service` crate's, which verifies them).
+pub use gateway_service::hmac::SigningHeaders;
+
+/// The limit's state after a check, for the response headers.
+#[derive(Debug, Clone)]
+pub struct RateState {
+    /// `RateLimit-Policy` value.
+    pub policy: HeaderValue,
+    /// `RateLimit` value.
+    pub limit: HeaderValue,
+    /// `Retry-After` seconds, on a 429.
+    pub retry_after: Option<u64>,
 }
 
 /// One policy step of a route's chain.

@@ -4,11 +4,10 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 
-use crate::body::ResponseBody;
-use crate::routing::PathError;
-use crate::spec::Methods;
+use crate::routing::path::PathError;
+use crate::spec::methods::Methods;
 
 /// What went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,13 +156,14 @@ impl GatewayError {
         matches!(self.kind, ErrorKind::RequestTimeout | ErrorKind::Overloaded)
     }
 
-    /// The JSON error response.
-    pub fn into_response(self, request_id: &str) -> Response<ResponseBody> {
+    /// The JSON error response (the gateway's own answers wrap its body
+    /// as a [`crate::body::ResponseBody`]).
+    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let mut body = serde_json::json!({ "error": self.message(), "request_id": request_id });
         if let ErrorKind::UnsupportedVersion(supported) = self.kind {
             body["supported"] = serde_json::json!(supported);
         }
-        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
         *resp.status_mut() = self.status();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

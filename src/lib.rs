@@ -38,6 +38,7 @@ pub mod routing;
 pub mod server;
 pub mod service;
 pub mod spec;
+pub mod time;
 pub mod tls;
 
 /// The routing compiled from `gateway.yaml` (or `GATEWAY_SPEC`) by `build.rs`.

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+pub(crate) mod access;
 pub mod throttle;
 
 /// Installs the JSON `tracing` subscriber (level from `RUST_LOG`, default

@@ -169,6 +169,13 @@ pub fn connector(
         .wrap_connector(http))
 }
 
+/// The gateway's one clock dates outbound signatures too.
+impl Clock for crate::time::Clock {
+    fn now_unix(&self) -> u64 {
+        crate::time::Clock::now_unix(self)
+    }
+}
+
 impl Proxy {
     /// Resolves every service's URL and builds the pooled client.
     ///
@@ -179,12 +186,14 @@ impl Proxy {
         services: &'static [ServiceSpec],
         env: &StartupEnv,
         connect_timeout: Duration,
-        clock: Arc<dyn Clock>,
+        clock: &crate::time::Clock,
     ) -> Result<Self, StartupError> {
+        // One clock dates the signatures and times the breakers.
+        let signing_clock: Arc<dyn Clock> = Arc::new(clock.clone());
         let mut upstreams = Vec::with_capacity(services.len());
         for s in services {
             let url = checked_url(s, env)?;
-            let signer = Signer::new(gateway_name, s.name, s.identity, env, clock.clone())?;
+            let signer = Signer::new(gateway_name, s.name, s.identity, env, signing_clock.clone())?;
             let host = HeaderValue::from_str(url.authority.as_str()).map_err(|_| {
                 StartupError::UpstreamUrl {
                     var: s.url_env.to_owned(),
@@ -210,7 +219,9 @@ impl Proxy {
                 host,
                 signer,
                 pool,
-                breaker: s.breaker.map(|b| CircuitBreaker::new(s.name, b)),
+                breaker: s
+                    .breaker
+                    .map(|b| CircuitBreaker::with_clock(s.name, b, clock.clone())),
             });
         }
         Ok(Proxy { upstreams })

@@ -8,6 +8,16 @@ use std::time::Duration;
 use crate::chain::{Flow, RequestCtx, RequestParts};
 use crate::config::{StartupEnv, StartupError};
 
+pub mod methods;
+pub mod policies;
+
+pub use methods::Methods;
+
+pub use policies::{
+    BreakerSpec, CanarySpec, CorsSpec, DeprecatedSpec, FailureRate, OutboundIdentity, RetrySpec,
+    VersionSet, VersionSpec,
+};
+
 /// The `gateway:` section.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewaySpec {
@@ -105,11 +115,11 @@ pub struct ServiceSpec {
     /// The URL when the variable is unset.
     pub default_url: &'static str,
     /// How requests to it are signed.
-    pub identity: crate::outbound::OutboundIdentity,
+    pub identity: OutboundIdentity,
     /// Plain HTTP allowed when `GATEWAY_ENV=production`.
     pub allow_plaintext: bool,
     /// The upstream's circuit breaker, if on.
-    pub breaker: Option<crate::policy::breaker::BreakerSpec>,
+    pub breaker: Option<BreakerSpec>,
     /// Variable naming a PEM CA bundle for an `https://` upstream (the
     /// system roots otherwise).
     pub tls_ca_env: Option<&'static str>,
@@ -122,70 +132,6 @@ pub struct ServiceSpec {
     /// by default (`allow_client_headers`, lower case; only names of
     /// [`crate::headers::CLIENT_CLAIMED`]).
     pub allow_client_headers: &'static [&'static str],
-}
-
-/// A set of HTTP methods as bits, in `Allow` order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Methods(pub u16);
-
-impl Methods {
-    /// `GET`
-    pub const GET: u16 = 1;
-    /// `HEAD`
-    pub const HEAD: u16 = 2;
-    /// `POST`
-    pub const POST: u16 = 4;
-    /// `PUT`
-    pub const PUT: u16 = 8;
-    /// `PATCH`
-    pub const PATCH: u16 = 16;
-    /// `DELETE`
-    pub const DELETE: u16 = 32;
-    /// `OPTIONS`
-    pub const OPTIONS: u16 = 64;
-    /// Every method a route can accept (the default).
-    pub const ANY: Methods = Methods(127);
-
-    /// Method names and bits, in the order `Allow` lists them.
-    pub const NAMES: [(&'static str, u16); 7] = [
-        ("GET", 1),
-        ("HEAD", 2),
-        ("POST", 4),
-        ("PUT", 8),
-        ("PATCH", 16),
-        ("DELETE", 32),
-        ("OPTIONS", 64),
-    ];
-
-    /// The bit of a request method, or 0 for a method no route accepts.
-    pub fn bit(m: &http::Method) -> u16 {
-        match *m {
-            http::Method::GET => 1,
-            http::Method::HEAD => 2,
-            http::Method::POST => 4,
-            http::Method::PUT => 8,
-            http::Method::PATCH => 16,
-            http::Method::DELETE => 32,
-            http::Method::OPTIONS => 64,
-            _ => 0,
-        }
-    }
-
-    /// Whether `m` is in the set.
-    pub fn contains(self, m: &http::Method) -> bool {
-        self.0 & Self::bit(m) != 0
-    }
-
-    /// The `Allow` header value. Built from a fixed table, so a static
-    /// string per set would also do; sets are few and 405s are rare.
-    pub fn allow_header(self) -> String {
-        Self::NAMES
-            .iter()
-            .filter(|(_, b)| self.0 & b != 0)
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
 }
 
 /// A piece of an upstream path template.
@@ -230,14 +176,14 @@ pub struct RouteSpec {
     /// The most body bytes a streamed request may send (413 beyond).
     pub body_limit: u64,
     /// The route's CORS policy.
-    pub cors: Option<&'static crate::policy::cors::CorsSpec>,
+    pub cors: Option<&'static CorsSpec>,
     /// The route's canary.
-    pub canary: Option<crate::policy::canary::CanarySpec>,
+    pub canary: Option<CanarySpec>,
     /// The route's retry policy.
-    pub retries: Option<crate::policy::retry::RetrySpec>,
+    pub retries: Option<RetrySpec>,
     /// The route's API versions; `service` and `upstream` are then the
     /// default version's.
-    pub versions: Option<&'static crate::policy::version::VersionSet>,
+    pub versions: Option<&'static VersionSet>,
     /// The route's position in the spec (indexes per-route state).
     pub index: usize,
 }

@@ -291,7 +291,7 @@ impl Terminator {
     /// one `tls_handshake_failed_suppressed` line reports the count a
     /// second after the first of them.
     pub fn refused(&self, sink: &AccessSink, peer: SocketAddr, e: &rustls::Error) {
-        match self.refusals.admit(crate::auth::hmac::now_unix()) {
+        match self.refusals.admit(crate::time::now_unix()) {
             Verdict::Write => sink.write(&log::TlsEvent {
                 timestamp: log::now_rfc3339(),
                 level: "WARN",

@@ -286,6 +286,31 @@ async fn param_route_beats_prefix_route_without_method_fallback() {
     gw.shutdown().await;
 }
 
+/// The status of the first answer to `/flaky/x` that is not the open
+/// circuit's 503, polled until a deadline: the breaker's `open_for`
+/// (400 ms in the spec) has passed by then, measured from `opened` (a
+/// little after the circuit opened; so no sooner than half of it).
+async fn after_open(gw: &Running, opened: Instant) -> u16 {
+    const OPEN_FOR: Duration = Duration::from_millis(400);
+    loop {
+        let status = get(&gw.url("/flaky/x")).await.status.as_u16();
+        if status != 503 {
+            assert!(
+                opened.elapsed() >= OPEN_FOR / 2,
+                "the circuit let a request through {:?} after opening",
+                opened.elapsed()
+            );
+            return status;
+        }
+        assert!(
+            opened.elapsed() < OPEN_FOR + Duration::from_secs(10),
+            "the circuit is still open {:?} later",
+            opened.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_circuit_opens_answers_503_without_connecting_and_recovers() {
     let (healthy, hits) = (
@@ -298,6 +323,7 @@ async fn the_circuit_opens_answers_503_without_connecting_and_recovers() {
     for _ in 0..3 {
         assert_eq!(get(&gw.url("/flaky/x")).await.status, 500);
     }
+    let opened = Instant::now();
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // While open: 503 JSON, and the upstream is not contacted.
     for _ in 0..5 {
@@ -307,14 +333,13 @@ async fn the_circuit_opens_answers_503_without_connecting_and_recovers() {
     }
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // After open_for, one probe goes through; it fails, so it reopens.
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(get(&gw.url("/flaky/x")).await.status, 500);
+    assert_eq!(after_open(&gw, opened).await, 500);
+    let reopened = Instant::now();
     assert_eq!(hits.load(Ordering::SeqCst), 4);
     assert_eq!(get(&gw.url("/flaky/x")).await.status, 503);
     // The upstream recovers; the next probe closes the circuit.
     healthy.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(get(&gw.url("/flaky/x")).await.status, 200);
+    assert_eq!(after_open(&gw, reopened).await, 200);
     for _ in 0..3 {
         assert_eq!(get(&gw.url("/flaky/x")).await.status, 200);
     }

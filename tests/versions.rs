@@ -238,3 +238,44 @@ proptest! {
         prop_assert_eq!(select(&flipped), want);
     }
 }
+
+/// The sunset is judged on the gateway's one clock (`Gateway::with_clock`),
+/// not the wall clock: on a manual clock half a year before v0's sunset
+/// (2021-01-01) v0 is forwarded, and once the clock reaches the sunset it
+/// is gone. No sleep, no network (`Gateway::rehearse`).
+#[test]
+fn the_sunset_is_judged_on_the_gateways_clock() {
+    use gateway::config::StartupEnv;
+    use gateway::error::ErrorKind;
+    use gateway::server::{Connection, Gateway};
+    use gateway::time::ManualClock;
+
+    let env = StartupEnv::from_pairs([
+        ("VER_JWT_SECRET", SECRET),
+        ("VER_V1_URL", "http://127.0.0.1:9"),
+        ("VER_V2_URL", "http://127.0.0.1:9"),
+    ]);
+    // 2020-07-01T00:00:00Z.
+    let time = ManualClock::new(1_593_561_600);
+    let gw = Gateway::<Versioned>::with_clock(&env, time.clock()).unwrap();
+    let conn = Connection {
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        tls: false,
+        client: gateway::tls::ClientIdentity::Anonymous,
+    };
+    let request = || {
+        http::Request::get("/api/widgets/7")
+            .header("host", "gateway.test")
+            .header("authorization", bearer())
+            .header("api-version", "0")
+            .body(())
+            .unwrap()
+    };
+    let head = gw.rehearse(request(), &conn).unwrap();
+    let head = head.expect("v0 is forwarded before its sunset");
+    assert_eq!(head.uri.path(), "/v0/widgets/7");
+    // 184 days later: 2021-01-01T00:00:00Z, the sunset.
+    time.advance(std::time::Duration::from_secs(184 * 86_400));
+    let refused = gw.rehearse(request(), &conn).unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::VersionGone);
+}

@@ -231,7 +231,7 @@ impl JwtVerifier {
     /// # Errors
     /// The security-event reason.
     pub fn verify_cached(&self, token: &str) -> Result<Verified, &'static str> {
-        let now = crate::auth::hmac::now_unix();
+        let now = crate::time::now_unix();
         if let Some(hit) = self.cache.get(token, now) {
             return Ok(hit);
         }

@@ -117,7 +117,7 @@ impl TokenCache {
             return;
         }
         if shard.len() >= PER_SHARD && !shard.contains_key(&h) {
-            let now = crate::auth::hmac::now_unix();
+            let now = crate::time::now_unix();
             shard.retain(|_, e| e.dead_after >= now);
             if shard.len() >= PER_SHARD {
                 // Full of live tokens: drop an arbitrary one (HashMap order

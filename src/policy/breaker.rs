@@ -8,32 +8,10 @@
 //! Lock-free: a few atomics per service, so no request waits on another.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::time::{Duration, Instant};
 
-/// Settings of one breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BreakerSpec {
-    /// Consecutive failures that open the circuit.
-    pub failures: u32,
-    /// How long it stays open before probing.
-    pub open_for: Duration,
-    /// Probes admitted at once while half-open.
-    pub probes: u32,
-    /// Also open on a failure rate over a window.
-    pub rate: Option<FailureRate>,
-}
+use crate::time::Clock;
 
-/// Opens the circuit when at least `percent` of the requests of the last
-/// `window` failed, once there were `min_requests` of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureRate {
-    /// Failure share that opens the circuit, 1 to 100.
-    pub percent: u32,
-    /// The sliding window.
-    pub window: Duration,
-    /// Requests in the window below which the rate is not judged.
-    pub min_requests: u32,
-}
+pub use crate::spec::policies::{BreakerSpec, FailureRate};
 
 /// Slices of the sliding window: the window slides a tenth at a time.
 const SLICES: usize = 10;
@@ -70,13 +48,19 @@ pub struct CircuitBreaker {
     consecutive: AtomicU32,
     opened_at_ms: AtomicU64,
     probes: AtomicU32,
-    epoch: Instant,
+    clock: Clock,
     window: [Slice; SLICES],
 }
 
 impl CircuitBreaker {
-    /// A closed circuit for `service`.
+    /// A closed circuit for `service`, timed by the system clock.
     pub fn new(service: &'static str, spec: BreakerSpec) -> Self {
+        Self::with_clock(service, spec, Clock::system())
+    }
+
+    /// A closed circuit for `service`, timed by `clock` (the gateway's
+    /// one clock, or a manual one in tests).
+    pub fn with_clock(service: &'static str, spec: BreakerSpec, clock: Clock) -> Self {
         CircuitBreaker {
             service,
             spec,
@@ -84,7 +68,7 @@ impl CircuitBreaker {
             consecutive: AtomicU32::new(0),
             opened_at_ms: AtomicU64::new(0),
             probes: AtomicU32::new(0),
-            epoch: Instant::now(),
+            clock,
             window: Default::default(),
         }
     }
@@ -129,7 +113,7 @@ impl CircuitBreaker {
     }
 
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.clock.now_ms()
     }
 
     /// Whether a request may go to the upstream now.
@@ -237,9 +221,14 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::ManualClock;
+    use std::time::Duration;
 
-    fn breaker(open_ms: u64) -> CircuitBreaker {
-        CircuitBreaker::new(
+    /// A breaker that three failures in a row open for `open_ms`, on a
+    /// manual clock.
+    fn breaker(open_ms: u64) -> (CircuitBreaker, ManualClock) {
+        let time = ManualClock::new(0);
+        let b = CircuitBreaker::with_clock(
             "svc",
             BreakerSpec {
                 failures: 3,
@@ -247,12 +236,19 @@ mod tests {
                 probes: 1,
                 rate: None,
             },
-        )
+            time.clock(),
+        );
+        (b, time)
     }
 
     /// A breaker that only a failure rate can open.
-    fn rate_breaker(percent: u32, window: Duration, min_requests: u32) -> CircuitBreaker {
-        CircuitBreaker::new(
+    fn rate_breaker(
+        percent: u32,
+        window: Duration,
+        min_requests: u32,
+    ) -> (CircuitBreaker, ManualClock) {
+        let time = ManualClock::new(0);
+        let b = CircuitBreaker::with_clock(
             "svc",
             BreakerSpec {
                 failures: 1000,
@@ -264,12 +260,14 @@ mod tests {
                     min_requests,
                 }),
             },
-        )
+            time.clock(),
+        );
+        (b, time)
     }
 
     #[test]
     fn a_failure_rate_over_the_window_opens_it_without_a_streak() {
-        let b = rate_breaker(50, Duration::from_secs(60), 10);
+        let (b, _) = rate_breaker(50, Duration::from_secs(60), 10);
         // Alternating: never two failures in a row, half of them failures.
         for i in 0..9 {
             b.record(b.admit(), i % 2 == 0);
@@ -280,7 +278,7 @@ mod tests {
         assert_eq!(b.admit(), Admission::Rejected);
 
         // Below the rate it stays closed however long it runs.
-        let b = rate_breaker(50, Duration::from_secs(60), 10);
+        let (b, _) = rate_breaker(50, Duration::from_secs(60), 10);
         for i in 0..1000 {
             b.record(b.admit(), i % 3 != 0);
         }
@@ -289,11 +287,20 @@ mod tests {
 
     #[test]
     fn failures_age_out_of_the_window() {
-        let b = rate_breaker(50, Duration::from_millis(200), 4);
+        let (b, time) = rate_breaker(50, Duration::from_millis(200), 4);
         for _ in 0..3 {
             b.record(b.admit(), false);
         }
-        std::thread::sleep(Duration::from_millis(260));
+        time.advance(Duration::from_millis(199));
+        b.record(b.admit(), true);
+        b.record(b.admit(), false);
+        assert_eq!(b.state(), "open", "still in the window: 4 of 5 failed");
+
+        let (b, time) = rate_breaker(50, Duration::from_millis(200), 4);
+        for _ in 0..3 {
+            b.record(b.admit(), false);
+        }
+        time.advance(Duration::from_millis(260));
         for _ in 0..3 {
             b.record(b.admit(), true);
         }
@@ -307,7 +314,7 @@ mod tests {
 
     #[test]
     fn opens_after_consecutive_failures_and_a_success_resets_the_count() {
-        let b = breaker(60_000);
+        let (b, _) = breaker(60_000);
         for _ in 0..2 {
             b.record(b.admit(), false);
         }
@@ -327,18 +334,20 @@ mod tests {
 
     #[test]
     fn half_open_admits_limited_probes_then_closes_or_reopens() {
-        let b = breaker(30);
+        let (b, time) = breaker(30);
         for _ in 0..3 {
             b.record(Admission::Allowed, false);
         }
         assert_eq!(b.admit(), Admission::Rejected);
-        std::thread::sleep(Duration::from_millis(40));
+        time.advance(Duration::from_millis(29));
+        assert_eq!(b.admit(), Admission::Rejected, "open for 30 ms");
+        time.advance(Duration::from_millis(1));
         assert_eq!(b.admit(), Admission::Probe);
         assert_eq!(b.admit(), Admission::Rejected, "one probe at a time");
         b.record(Admission::Probe, false);
         assert_eq!(b.state(), "open", "a failed probe reopens");
         assert_eq!(b.admit(), Admission::Rejected);
-        std::thread::sleep(Duration::from_millis(40));
+        time.advance(Duration::from_millis(30));
         assert_eq!(b.admit(), Admission::Probe);
         b.record(Admission::Probe, true);
         assert_eq!(b.state(), "closed");

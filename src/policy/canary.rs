@@ -7,21 +7,7 @@ use http::HeaderMap;
 
 use crate::chain::RequestCtx;
 
-/// A route's canary, as compiled from the spec.
-#[derive(Debug, Clone, Copy)]
-pub struct CanarySpec {
-    /// Index of the canary service.
-    pub service: usize,
-    /// Share of consumers, in basis points (500 = 5%).
-    pub basis_points: u32,
-    /// Lower-case header forcing a side.
-    pub header: &'static str,
-    /// The header value that forces the canary (default `always`).
-    pub force_canary: &'static str,
-    /// The header value that forces the route's own service (default
-    /// `never`).
-    pub force_stable: &'static str,
-}
+pub use crate::spec::policies::CanarySpec;
 
 /// FNV-1a: a fixed, well-known hash, so a consumer's side does not change
 /// across restarts or upgrades (std's hasher promises neither).

@@ -7,25 +7,7 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-/// A route's CORS policy, as compiled from the spec. Header values are
-/// pre-joined, so answering allocates no strings.
-#[derive(Debug, Clone, Copy)]
-pub struct CorsSpec {
-    /// Exact allowed origins; empty with `any`.
-    pub origins: &'static [&'static str],
-    /// `*`: any origin.
-    pub any: bool,
-    /// `Access-Control-Allow-Methods`.
-    pub methods: &'static str,
-    /// `Access-Control-Allow-Headers` (may be empty).
-    pub headers: &'static str,
-    /// `Access-Control-Expose-Headers` (may be empty).
-    pub expose: &'static str,
-    /// Whether credentials are allowed.
-    pub credentials: bool,
-    /// `Access-Control-Max-Age` seconds (0: not sent).
-    pub max_age: u64,
-}
+pub use crate::spec::policies::CorsSpec;
 
 impl CorsSpec {
     /// The `Access-Control-Allow-Origin` value for `origin`, if allowed.

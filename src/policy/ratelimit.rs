@@ -80,16 +80,7 @@ enum Key {
     Name(Box<str>),
 }
 
-/// The limit's state after a check, for the response headers.
-#[derive(Debug, Clone)]
-pub struct RateState {
-    /// `RateLimit-Policy` value.
-    pub policy: HeaderValue,
-    /// `RateLimit` value.
-    pub limit: HeaderValue,
-    /// `Retry-After` seconds, on a 429.
-    pub retry_after: Option<u64>,
-}
+pub use crate::chain::RateState;
 
 type Limiter<C> = RateLimiter<Key, DashMapStateStore<Key>, C, StateInformationMiddleware>;
 

@@ -7,28 +7,11 @@
 //! when the request body can be sent again (none, or read in full).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A route's retry policy, as compiled from the spec.
-#[derive(Debug, Clone, Copy)]
-pub struct RetrySpec {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// Upstream statuses that are retried.
-    pub on: &'static [u16],
-    /// Timeout of each attempt, if any.
-    pub per_try_timeout: Option<Duration>,
-    /// First backoff.
-    pub backoff: Duration,
-    /// Longest backoff.
-    pub max_backoff: Duration,
-    /// Retries allowed per 100 requests.
-    pub budget_percent: u32,
-    /// Retries always allowed per second.
-    pub min_per_second: u32,
-    /// Retry POST and PATCH too.
-    pub non_idempotent: bool,
-}
+use crate::time::Clock;
+
+pub use crate::spec::policies::RetrySpec;
 
 impl RetrySpec {
     /// Whether requests with this method may be retried.
@@ -59,20 +42,29 @@ const MILLI: i64 = 1000;
 pub struct RetryBudget {
     milli_tokens: AtomicI64,
     last_refill_ms: AtomicU64,
-    epoch: Instant,
+    clock: Clock,
 }
 
 impl Default for RetryBudget {
+    /// A budget timed by the system clock.
     fn default() -> Self {
-        RetryBudget {
-            milli_tokens: AtomicI64::new(0),
-            last_refill_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
+        RetryBudget::with_clock(Clock::system())
     }
 }
 
 impl RetryBudget {
+    /// An empty budget timed by `clock` (the gateway's one clock, or a
+    /// manual one in tests).
+    pub fn with_clock(clock: Clock) -> Self {
+        RetryBudget {
+            milli_tokens: AtomicI64::new(0),
+            // Starting a second in (see `withdraw`): a fresh route has one
+            // second of floor to spend.
+            last_refill_ms: AtomicU64::new(clock.now_ms()),
+            clock,
+        }
+    }
+
     fn cap(spec: &RetrySpec) -> i64 {
         i64::from(spec.min_per_second.max(10)) * MILLI
     }
@@ -92,7 +84,7 @@ impl RetryBudget {
     pub fn withdraw(&self, spec: &RetrySpec) -> bool {
         // Starting a second in, a fresh route has one second of floor to
         // spend: a quiet route can retry at once.
-        let now = self.epoch.elapsed().as_millis() as u64 + 1000;
+        let now = self.clock.now_ms() + 1000;
         let last = self.last_refill_ms.swap(now, Ordering::AcqRel);
         let floor = (now.saturating_sub(last) as i64) * i64::from(spec.min_per_second);
         let cap = Self::cap(spec);
@@ -170,8 +162,33 @@ mod tests {
             budget_percent: 1,
             ..spec()
         };
-        let b = RetryBudget::default();
+        let time = crate::time::ManualClock::new(0);
+        let b = RetryBudget::with_clock(time.clock());
         b.deposit(&s);
         assert_eq!((0..10).filter(|_| b.withdraw(&s)).count(), 3);
+    }
+
+    #[test]
+    fn the_floor_refills_with_time_not_with_requests() {
+        let s = RetrySpec {
+            min_per_second: 3,
+            budget_percent: 0,
+            ..spec()
+        };
+        let time = crate::time::ManualClock::new(0);
+        let b = RetryBudget::with_clock(time.clock());
+        assert_eq!((0..10).filter(|_| b.withdraw(&s)).count(), 3);
+        time.advance(Duration::from_millis(999));
+        assert_eq!(
+            (0..10).filter(|_| b.withdraw(&s)).count(),
+            2,
+            "2.997 tokens in 999 ms"
+        );
+        time.advance(Duration::from_secs(60));
+        assert_eq!(
+            (0..100).filter(|_| b.withdraw(&s)).count(),
+            10,
+            "a quiet minute saves up at most the cap"
+        );
     }
 }

@@ -6,48 +6,8 @@
 use http::{HeaderMap, HeaderValue};
 
 use crate::headers::name;
-use crate::spec::Part;
 
-/// A route's live API versions.
-#[derive(Debug)]
-pub struct VersionSet {
-    /// `<vendor>` in `application/vnd.<vendor>.v<name>+json`.
-    pub vendor: &'static str,
-    /// Index into `live` of the default version.
-    pub default: usize,
-    /// The live versions, oldest first.
-    pub live: &'static [VersionSpec],
-    /// Their names, for the 400 body.
-    pub names: &'static [&'static str],
-}
-
-/// One live version.
-#[derive(Debug)]
-pub struct VersionSpec {
-    /// Its name (`1`, `2024-06-01`), also the `API-Version` response value.
-    pub name: &'static str,
-    /// Index into the spec's services.
-    pub service: usize,
-    /// Its upstream path template.
-    pub upstream: &'static [Part],
-    /// Deprecation headers, when deprecated.
-    pub deprecated: Option<DeprecatedSpec>,
-}
-
-/// A deprecated version's headers, precomputed.
-#[derive(Debug)]
-pub struct DeprecatedSpec {
-    /// `Deprecation: @<unix seconds>` (RFC 9745).
-    pub deprecation: &'static str,
-    /// `Sunset: <IMF-fixdate>` (RFC 8594).
-    pub sunset: Option<&'static str>,
-    /// The sunset in Unix seconds.
-    pub sunset_unix: Option<u64>,
-    /// `Link: <url>; rel="deprecation"`.
-    pub link: Option<&'static str>,
-    /// Answer `410 Gone` once `sunset_unix` has passed.
-    pub gone_after_sunset: bool,
-}
+pub use crate::spec::policies::{DeprecatedSpec, VersionSet, VersionSpec};
 
 /// The request named no version this route serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,7 +34,7 @@ pub(super) struct Sessions {
 }
 
 fn unix_now() -> u64 {
-    crate::auth::hmac::now_unix()
+    crate::time::now_unix()
 }
 
 impl Sessions {
