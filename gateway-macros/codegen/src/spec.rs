@@ -79,7 +79,6 @@ pub struct Timeouts {
     pub body: Option<String>,
 }
 
-
 /// `gateway.limits:` what one client may send, and what clients may make
 /// the gateway hold, gateway-wide. Sizes as in `body_limit` (`64MiB`,
 /// `1KiB`, bytes).

@@ -17,9 +17,10 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::diag::Problem;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::spec::{Credential, Policy, PolicyRef, Source, Spec, SpecPath};
-use pattern::{Part, Pattern, Problem, Tier};
+use pattern::{Part, Pattern, Tier};
 
 /// The spec after validation: everything `emit` needs, resolved.
 #[derive(Debug, Clone)]
@@ -298,11 +299,10 @@ fn check_services(cx: &mut Ctx<'_>, spec: &Spec) -> Vec<ServiceIr> {
             if ms > 60_000 {
                 cx.error(
                     &at.key("connect_timeout"),
-                    Problem {
-                        message: "a connect timeout over 1m holds requests on a dead host".into(),
-                        help: "use at most 1m; connecting on a healthy network takes milliseconds"
-                            .into(),
-                    },
+                    Problem::new(
+                        "a connect timeout over 1m holds requests on a dead host",
+                        "use at most 1m; connecting on a healthy network takes milliseconds",
+                    ),
                 );
             }
             Some(ms)
@@ -339,10 +339,10 @@ fn check_client_headers(cx: &mut Ctx<'_>, at: &SpecPath, names: &[String]) -> Ve
         if out.contains(&h) {
             cx.error(
                 &here,
-                Problem {
-                    message: format!("`{name}` is listed twice"),
-                    help: "remove the repeated entry".into(),
-                },
+                Problem::new(
+                    format!("`{name}` is listed twice"),
+                    "remove the repeated entry",
+                ),
             );
             continue;
         }
@@ -371,10 +371,10 @@ fn check_secret_reuse(cx: &mut Ctx<'_>, g: &GatewayIr, services: &[ServiceIr]) {
     let reuse = |cx: &mut Ctx<'_>, at: &SpecPath, var: &str, other: String| {
         cx.error(
             at,
-            Problem {
-                message: format!("`{var}` is also {other}"),
-                help: "give every credential its own variable".into(),
-            },
+            Problem::new(
+                format!("`{var}` is also {other}"),
+                "give every credential its own variable",
+            ),
         );
     };
     let jwt = g.jwt.as_ref().and_then(|j| j.secret_env.as_deref());
@@ -438,27 +438,27 @@ fn check_canary(
     match idx {
         None => cx.error(
             &at.key("service"),
-            Problem {
-                message: format!("canary service `{}` is not declared", c.service),
-                help: "declare it under `services:`".into(),
-            },
+            Problem::new(
+                format!("canary service `{}` is not declared", c.service),
+                "declare it under `services:`",
+            ),
         ),
         Some(i) if i == primary => cx.error(
             &at.key("service"),
-            Problem {
-                message: "the canary is the route's own service".into(),
-                help: "name another service, or remove `canary`".into(),
-            },
+            Problem::new(
+                "the canary is the route's own service",
+                "name another service, or remove `canary`",
+            ),
         ),
         Some(_) => {}
     }
     if !(0.0..=100.0).contains(&c.weight) || c.weight.is_nan() {
         cx.error(
             &at.key("weight"),
-            Problem {
-                message: format!("canary weight {} is not a percentage", c.weight),
-                help: "use 0 to 100, e.g. `5` for 5% of consumers".into(),
-            },
+            Problem::new(
+                format!("canary weight {} is not a percentage", c.weight),
+                "use 0 to 100, e.g. `5` for 5% of consumers",
+            ),
         );
     }
     let header = c.header.clone().unwrap_or_else(|| "X-Canary".into());
@@ -469,10 +469,10 @@ fn check_canary(
     {
         cx.error(
             &at.key("header"),
-            Problem {
-                message: format!("`{header}` is not a header name"),
-                help: "use letters, digits and `-`, e.g. `X-Canary`".into(),
-            },
+            Problem::new(
+                format!("`{header}` is not a header name"),
+                "use letters, digits and `-`, e.g. `X-Canary`",
+            ),
         );
     }
     let (force_canary, force_stable) = check_force_values(cx, &at.key("force_values"), c);
@@ -507,20 +507,17 @@ fn check_force_values(
             };
             cx.error(
                 &at.key(side),
-                Problem {
+                Problem::new(
                     message,
-                    help: "use one word of letters, digits, `-`, `_` or `.`, e.g. `canary`".into(),
-                },
+                    "use one word of letters, digits, `-`, `_` or `.`, e.g. `canary`",
+                ),
             );
         }
     }
     if canary == stable {
         cx.error(
             &at.key("stable"),
-            Problem {
-                message: format!("`{stable}` would force both sides"),
-                help: "give `canary` and `stable` different values (the defaults are `always` and `never`)".into(),
-            },
+            Problem::new(format!("`{stable}` would force both sides"), "give `canary` and `stable` different values (the defaults are `always` and `never`)"),
         );
     }
     (canary, stable)
@@ -559,12 +556,10 @@ fn check_upstreams(
             let field = if s.is_some() { "service" } else { "upstream" };
             cx.error(
                 &at.key(field),
-                Problem {
-                    message: format!("`{field}` is set beside `versions`"),
-                    help:
-                        "with `versions`, each live version names its own `service` and `upstream`"
-                            .into(),
-                },
+                Problem::new(
+                    format!("`{field}` is set beside `versions`"),
+                    "with `versions`, each live version names its own `service` and `upstream`",
+                ),
             );
             (None, None, None)
         }
@@ -576,11 +571,10 @@ fn check_upstreams(
             let field = if s.is_none() { "service" } else { "upstream" };
             cx.error(
                 &at.key("path"),
-                Problem {
-                    message: format!("route `{}` has no `{field}`", r.path),
-                    help: "name the upstream `service` and its `upstream` path, or list `versions`"
-                        .into(),
-                },
+                Problem::new(
+                    format!("route `{}` has no `{field}`", r.path),
+                    "name the upstream `service` and its `upstream` path, or list `versions`",
+                ),
             );
             (None, None, None)
         }
@@ -603,9 +597,9 @@ fn check_service_and_template(
         let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
         cx.error(
             &at.key("service"),
-            Problem {
-                message: format!("route `{path}` uses unknown service `{svc}`"),
-                help: if known.is_empty() {
+            Problem::new(
+                format!("route `{path}` uses unknown service `{svc}`"),
+                if known.is_empty() {
                     "declare it under `services:`".into()
                 } else {
                     format!(
@@ -613,7 +607,7 @@ fn check_service_and_template(
                         known.join(", ")
                     )
                 },
-            },
+            ),
         );
     }
     let template =
@@ -642,10 +636,10 @@ fn check_breaker(
         {
             cx.error(
                 &at.key_name("enabled"),
-                Problem {
-                    message: "a disabled breaker has no other settings".into(),
-                    help: "remove `enabled: false` or the other fields".into(),
-                },
+                Problem::new(
+                    "a disabled breaker has no other settings",
+                    "remove `enabled: false` or the other fields",
+                ),
             );
         }
         return None;
@@ -654,20 +648,20 @@ fn check_breaker(
     if !(1..=1000).contains(&failures) {
         cx.error(
             &at.key("failures"),
-            Problem {
-                message: format!("{failures} failures is out of range"),
-                help: "use between 1 and 1000".into(),
-            },
+            Problem::new(
+                format!("{failures} failures is out of range"),
+                "use between 1 and 1000",
+            ),
         );
     }
     let probes = b.probes.unwrap_or(1);
     if !(1..=100).contains(&probes) {
         cx.error(
             &at.key("probes"),
-            Problem {
-                message: format!("{probes} probes is out of range"),
-                help: "use between 1 and 100".into(),
-            },
+            Problem::new(
+                format!("{probes} probes is out of range"),
+                "use between 1 and 100",
+            ),
         );
     }
     let open_ms = b
@@ -694,10 +688,10 @@ fn check_breaker_rate(
             if set {
                 cx.error(
                     &at.key(field),
-                    Problem {
-                        message: format!("`{field}` belongs to a failure rate, and none is set"),
-                        help: "add `failure_rate: 50` (percent), or remove it".into(),
-                    },
+                    Problem::new(
+                        format!("`{field}` belongs to a failure rate, and none is set"),
+                        "add `failure_rate: 50` (percent), or remove it",
+                    ),
                 );
             }
         }
@@ -706,10 +700,10 @@ fn check_breaker_rate(
     if !(1..=100).contains(&percent) {
         cx.error(
             &at.key("failure_rate"),
-            Problem {
-                message: format!("a failure rate of {percent}% is out of range"),
-                help: "use 1 to 100 (percent of the requests in the window)".into(),
-            },
+            Problem::new(
+                format!("a failure rate of {percent}% is out of range"),
+                "use 1 to 100 (percent of the requests in the window)",
+            ),
         );
     }
     let window = b
@@ -720,20 +714,17 @@ fn check_breaker_rate(
     if !(1_000..=3_600_000).contains(&window) {
         cx.error(
             &at.key("window"),
-            Problem {
-                message: "the failure-rate window is out of range".into(),
-                help: "use 1s to 1h".into(),
-            },
+            Problem::new("the failure-rate window is out of range", "use 1s to 1h"),
         );
     }
     let min = b.min_requests.unwrap_or(20);
     if min == 0 {
         cx.error(
             &at.key("min_requests"),
-            Problem {
-                message: "a rate over no requests means nothing".into(),
-                help: "use at least 1; the default is 20".into(),
-            },
+            Problem::new(
+                "a rate over no requests means nothing",
+                "use at least 1; the default is 20",
+            ),
         );
     }
     Some((percent, window, min))
@@ -754,13 +745,13 @@ fn check_distinct_credentials(cx: &mut Ctx<'_>, services: &[ServiceIr]) {
                     .key(&s.name)
                     .key("identity")
                     .key("secret_env"),
-                Problem {
-                    message: format!(
+                Problem::new(
+                    format!(
                         "services `{first}` and `{}` share the credential `{env}`",
                         s.name
                     ),
-                    help: "give each upstream service its own credential variable".into(),
-                },
+                    "give each upstream service its own credential variable",
+                ),
             );
         }
     }
@@ -790,10 +781,10 @@ fn check_policy(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
             if seen.contains(c) {
                 cx.error(
                     &at.key("forward_credentials").index(i),
-                    Problem {
-                        message: "this credential is listed twice".into(),
-                        help: "list each credential once".into(),
-                    },
+                    Problem::new(
+                        "this credential is listed twice",
+                        "list each credential once",
+                    ),
                 );
             }
             seen.push(*c);
@@ -830,12 +821,10 @@ fn check_route(
     if r.path == "/health" {
         cx.error(
             &at.key("path"),
-            Problem {
-                message: "`/health` is answered by the gateway itself".into(),
-                help:
-                    "give the upstream's health check another path, e.g. `/api/v1/<service>/health`"
-                        .into(),
-            },
+            Problem::new(
+                "`/health` is answered by the gateway itself",
+                "give the upstream's health check another path, e.g. `/api/v1/<service>/health`",
+            ),
         );
     }
     let methods = check_methods(cx, &at, r.methods.as_deref());
@@ -843,10 +832,10 @@ fn check_route(
     if r.canary.is_some() && r.versions.is_some() {
         cx.error(
             &at.key("canary"),
-            Problem {
-                message: "a versioned route cannot also have a canary".into(),
-                help: "put the canary's upstream under its own version, or split the route".into(),
-            },
+            Problem::new(
+                "a versioned route cannot also have a canary",
+                "put the canary's upstream under its own version, or split the route",
+            ),
         );
     }
     let (policy, policy_name) = resolve_policy(cx, spec, &at, r.policy.as_ref());
@@ -881,11 +870,10 @@ fn check_route(
     {
         cx.error(
             &policy_at,
-            Problem {
-                message: "`auth_cookie` is forwarded but no `gateway.jwt.cookie` is configured"
-                    .into(),
-                help: "set `gateway.jwt.cookie`, or remove `auth_cookie`".into(),
-            },
+            Problem::new(
+                "`auth_cookie` is forwarded but no `gateway.jwt.cookie` is configured",
+                "set `gateway.jwt.cookie`, or remove `auth_cookie`",
+            ),
         );
     }
     let (pattern, methods, service, template) = (pattern?, methods?, service?, template?);
@@ -907,13 +895,10 @@ fn check_route(
     if let (Some(jwt_service), true) = (jwt_service, forward.contains(&Credential::Authorization)) {
         cx.error(
             &policy_at,
-            Problem {
-                message: format!(
+            Problem::new(format!(
                     "the client's Authorization is forwarded, but service `{}` receives the gateway's token there",
                     services[jwt_service].name
-                ),
-                help: "stop forwarding `authorization`, or sign this service with `hmac`".into(),
-            },
+                ), "stop forwarding `authorization`, or sign this service with `hmac`"),
         );
     }
     if let Some(per_try) = policy
@@ -925,12 +910,9 @@ fn check_route(
         if per_try >= timeout_ms {
             cx.error(
                 &policy_at,
-                Problem {
-                    message: format!(
+                Problem::new(format!(
                         "the per-try timeout ({per_try} ms) is not shorter than the route's timeout ({timeout_ms} ms)"
-                    ),
-                    help: "an attempt that times out could never be retried: shorten `retries.per_try_timeout` or lengthen `timeout`".into(),
-                },
+                    ), "an attempt that times out could never be retried: shorten `retries.per_try_timeout` or lengthen `timeout`"),
             );
         }
     }
@@ -986,9 +968,9 @@ fn resolve_policy(
                 let known: Vec<&str> = spec.policies.keys().map(String::as_str).collect();
                 cx.error(
                     &at.key("policy"),
-                    Problem {
-                        message: format!("unknown policy `{name}`"),
-                        help: if known.is_empty() {
+                    Problem::new(
+                        format!("unknown policy `{name}`"),
+                        if known.is_empty() {
                             "declare it under `policies:`".into()
                         } else {
                             format!(
@@ -996,7 +978,7 @@ fn resolve_policy(
                                 known.join(", ")
                             )
                         },
-                    },
+                    ),
                 );
                 (base, None)
             }
@@ -1044,10 +1026,10 @@ fn check_methods(cx: &mut Ctx<'_>, at: &SpecPath, list: Option<&[String]>) -> Op
     if list.is_empty() {
         cx.error(
             &at.key("methods"),
-            Problem {
-                message: "the method list is empty, so the route could never match".into(),
-                help: "list at least one method, or remove `methods` to accept all".into(),
-            },
+            Problem::new(
+                "the method list is empty, so the route could never match",
+                "list at least one method, or remove `methods` to accept all",
+            ),
         );
         return None;
     }
@@ -1058,10 +1040,10 @@ fn check_methods(cx: &mut Ctx<'_>, at: &SpecPath, list: Option<&[String]>) -> Op
             Ok(b) if bits & b != 0 => {
                 cx.error(
                     &at.key("methods").index(i),
-                    Problem {
-                        message: format!("method `{m}` is listed twice"),
-                        help: "list each method once".into(),
-                    },
+                    Problem::new(
+                        format!("method `{m}` is listed twice"),
+                        "list each method once",
+                    ),
                 );
                 ok = false;
             }
@@ -1098,10 +1080,10 @@ fn check_route_ids(cx: &mut Ctx<'_>, routes: &mut [(usize, RouteIr)]) {
             if !ok || is_keyword(&r.id) {
                 cx.error(
                     &at,
-                    Problem {
-                        message: format!("route id `{}` is not a usable snake_case identifier", r.id),
-                        help: "use a-z, 0-9 and single `_`, starting with a letter; not a Rust keyword".into(),
-                    },
+                    Problem::new(
+                        format!("route id `{}` is not a usable snake_case identifier", r.id),
+                        "use a-z, 0-9 and single `_`, starting with a letter; not a Rust keyword",
+                    ),
                 );
             }
             continue;
@@ -1143,28 +1125,26 @@ fn check_route_ids(cx: &mut Ctx<'_>, routes: &mut [(usize, RouteIr)]) {
             let fl = line(cx, first);
             cx.error(
                 &at.key("id"),
-                Problem {
-                    message: format!(
+                Problem::new(
+                    format!(
                         "route id `{}` is also the id of the route at line {fl}",
                         r.id
                     ),
-                    help: "give one of them an explicit, different `id:`".into(),
-                },
+                    "give one of them an explicit, different `id:`",
+                ),
             );
         } else if let Some(first) = variants.insert(r.variant(), *i) {
             let fl = line(cx, first);
             cx.error(
                 &at.key("path"),
-                Problem {
-                    message: format!(
+                Problem::new(
+                    format!(
                         "route id `{}` names the same Rust type `{}` as the route at line {fl}",
                         r.id,
                         r.variant()
                     ),
-                    help:
-                        "give one of them an explicit `id:` that differs in more than underscores"
-                            .into(),
-                },
+                    "give one of them an explicit `id:` that differs in more than underscores",
+                ),
             );
         }
     }
@@ -1184,13 +1164,13 @@ fn check_service_idents(cx: &mut Ctx<'_>, services: &[ServiceIr]) {
         if let Some(first) = seen.insert(ident.clone(), &s.name) {
             cx.error(
                 &SpecPath::root().key("services").key_name(&s.name),
-                Problem {
-                    message: format!(
+                Problem::new(
+                    format!(
                         "services `{first}` and `{}` both become the constant `{ident}`",
                         s.name
                     ),
-                    help: "rename one of them".into(),
-                },
+                    "rename one of them",
+                ),
             );
         }
     }
@@ -1292,10 +1272,7 @@ fn check_conflicts(cx: &mut Ctx<'_>, routes: &[(usize, RouteIr)]) -> Vec<(String
                         if reported.insert((sharing[0], sharing[0])) {
                             cx.error(
                                 &SpecPath::root().key("routes").index(*i).key("path"),
-                                Problem {
-                                    message: format!("route `{}` cannot be routed: {e}", r.pattern_text),
-                                    help: "simplify the pattern to literal segments, `{name}` and a final `{*rest}` or `*`".into(),
-                                },
+                                Problem::new(format!("route `{}` cannot be routed: {e}", r.pattern_text), "simplify the pattern to literal segments, `{name}` and a final `{*rest}` or `*`"),
                             );
                         }
                     }
@@ -1319,13 +1296,10 @@ fn conflict(cx: &mut Ctx<'_>, routes: &[(usize, RouteIr)], first: usize, second:
     };
     cx.error(
         &SpecPath::root().key("routes").index(*si).key("path"),
-        Problem {
-            message: format!(
+        Problem::new(format!(
                 "route `{}` matches the same {methods}requests as route `{}` (line {fl}, column {fc})",
                 s.pattern_text, f.pattern_text
-            ),
-            help: "two routes must never match the same request: change one path, or give them disjoint `methods`".into(),
-        },
+            ), "two routes must never match the same request: change one path, or give them disjoint `methods`"),
     );
 }
 

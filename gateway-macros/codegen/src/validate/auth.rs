@@ -1,19 +1,12 @@
 //! Identity rules: JWT and HMAC settings, and what each route asks of its
 //! callers. Contract §4 and §5.
 
-use super::pattern::Problem;
 use super::{values, Ctx};
+use crate::diag::Problem;
 use crate::spec::{AuthKind, ClientCertMode, Jwt, Policy, ServiceAuth, SpecPath, Tls, UpstreamTls};
 
 /// Algorithms the gateway verifies. `none` is never among them.
 pub const ALGORITHMS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
-}
 
 /// Checked `gateway.jwt`.
 #[derive(Debug, Clone)]
@@ -94,7 +87,7 @@ pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
     if t.cert_env == t.key_env {
         cx.error(
             &at.key("key_env"),
-            problem(
+            Problem::new(
                 "the certificate and the key are read from the same variable",
                 "name one variable for the certificate chain file and another for the key file",
             ),
@@ -106,7 +99,7 @@ pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
         if c.identities.is_empty() {
             cx.error(
                 &cat.key("identities"),
-                problem(
+                Problem::new(
                     "client certificates are verified but no identity names a calling service, so every certificate would be refused",
                     "map each certificate identity (a SAN URI such as a SPIFFE id, or a DNS name) to a caller under `identities`",
                 ),
@@ -117,7 +110,7 @@ pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
             if id.is_empty() || id.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
                 cx.error(
                     &iat.key_name(id),
-                    problem(
+                    Problem::new(
                         format!("`{id}` is not a certificate identity"),
                         "write a SAN URI (`spiffe://corp.example/ns/prod/sa/billing`) or DNS name (`billing.internal.example`)",
                     ),
@@ -159,7 +152,7 @@ pub(super) fn check_client_cert(
             if cert == key {
                 cx.error(
                     &at.key("client_key_env"),
-                    problem(
+                    Problem::new(
                         "the client certificate and its key are read from the same variable",
                         "name one variable for the certificate chain file and another for the key file",
                     ),
@@ -170,7 +163,7 @@ pub(super) fn check_client_cert(
         (Some(_), None) => {
             cx.error(
                 &at.key("client_cert_env"),
-                problem(
+                Problem::new(
                     "a client certificate without its key",
                     "add `client_key_env`: the variable naming the PEM private key file",
                 ),
@@ -180,7 +173,7 @@ pub(super) fn check_client_cert(
         (None, Some(_)) => {
             cx.error(
                 &at.key("client_key_env"),
-                problem(
+                Problem::new(
                     "a client key without its certificate",
                     "add `client_cert_env`: the variable naming the PEM certificate chain file",
                 ),
@@ -265,13 +258,13 @@ fn seconds(s: &str, max_s: u64) -> Result<u64, Problem> {
         values::duration_ms(s)?
     };
     if ms % 1000 != 0 {
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{s}` is not whole seconds"),
             "use seconds, e.g. `30s`",
         ));
     }
     if ms / 1000 > max_s {
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{s}` is longer than the allowed {max_s}s"),
             format!("use at most `{max_s}s`"),
         ));
@@ -287,7 +280,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
     if j.algorithms.is_empty() {
         cx.error(
             &at.key("algorithms"),
-            problem(
+            Problem::new(
                 "the algorithm allow-list is empty",
                 "list the algorithms tokens are signed with, e.g. `[HS256]`",
             ),
@@ -299,7 +292,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         if a.eq_ignore_ascii_case("none") {
             cx.error(
                 &at,
-                problem(
+                Problem::new(
                     "`none` is never accepted: unsigned tokens prove nothing",
                     "remove it",
                 ),
@@ -307,7 +300,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         } else if !ALGORITHMS.contains(&a.as_str()) {
             cx.error(
                 &at,
-                problem(
+                Problem::new(
                     format!("algorithm `{a}` is not in the supported allow-list"),
                     format!("use one of {}", ALGORITHMS.join(", ")),
                 ),
@@ -315,7 +308,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         } else if seen.contains(&a.as_str()) {
             cx.error(
                 &at,
-                problem(format!("`{a}` is listed twice"), "list each algorithm once"),
+                Problem::new(format!("`{a}` is listed twice"), "list each algorithm once"),
             );
         }
         seen.push(a);
@@ -338,14 +331,14 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
     match (&j.secret_env, hs) {
         (None, true) => cx.error(
             &at.key("algorithms"),
-            problem(
+            Problem::new(
                 "HS256 is allowed but no `secret_env` names its secret",
                 "add `secret_env: JWT_SECRET` (the variable holding the secret)",
             ),
         ),
         (Some(_), false) => cx.error(
             &at.key_name("secret_env"),
-            problem(
+            Problem::new(
                 "`secret_env` is set but HS256 is not allowed",
                 "add HS256 to `algorithms`, or remove `secret_env`",
             ),
@@ -355,22 +348,22 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
     match (&j.public_key_env, &j.jwks_env, asym.is_empty()) {
         (None, None, false) => cx.error(
             &at.key("algorithms"),
-            problem(
+            Problem::new(
                 format!("{} needs a public key but neither `public_key_env` nor `jwks_env` is set", asym.join(", ")),
                 "name the variable holding the PEM file path (`public_key_env`) or the JWKS file path (`jwks_env`)",
             ),
         ),
         (Some(_), Some(_), _) => cx.error(
             &at.key_name("jwks_env"),
-            problem("both `public_key_env` and `jwks_env` are set", "use one source of public keys"),
+            Problem::new("both `public_key_env` and `jwks_env` are set", "use one source of public keys"),
         ),
         (Some(_), None, true) | (None, Some(_), true) => cx.error(
             &at.key("algorithms"),
-            problem("a public key is configured but no asymmetric algorithm is allowed", "add RS256, ES256 or EdDSA to `algorithms`, or remove the key"),
+            Problem::new("a public key is configured but no asymmetric algorithm is allowed", "add RS256, ES256 or EdDSA to `algorithms`, or remove the key"),
         ),
         (Some(_), None, false) if asym.len() > 1 => cx.error(
             &at.key_name("public_key_env"),
-            problem(
+            Problem::new(
                 format!("one PEM public key cannot verify {}", asym.join(" and ")),
                 "use a JWKS file (`jwks_env`) for several key types, or allow one algorithm",
             ),
@@ -389,7 +382,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         if !ok {
             cx.error(
                 &at.key("cookie"),
-                problem(
+                Problem::new(
                     format!("`{c}` is not a cookie name"),
                     "use letters, digits, `-`, `_` and `.`",
                 ),
@@ -425,7 +418,7 @@ pub(super) fn check_service_auth(cx: &mut Ctx<'_>, s: &ServiceAuth) -> ServiceAu
     if window_s == 0 {
         cx.error(
             &at.key("window"),
-            problem("a zero window rejects every request", "use e.g. `60s`"),
+            Problem::new("a zero window rejects every request", "use e.g. `60s`"),
         );
     }
     for (name, env) in &s.callers {
@@ -442,7 +435,7 @@ pub(super) fn check_service_auth(cx: &mut Ctx<'_>, s: &ServiceAuth) -> ServiceAu
     if !(1_000..=10_000_000).contains(&nonce_cache) {
         cx.error(
             &at.key("nonce_cache"),
-            problem(
+            Problem::new(
                 format!("nonce cache size {nonce_cache} is out of range"),
                 "use between 1000 and 10000000 entries",
             ),
@@ -467,7 +460,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
     if p.roles.as_ref().is_some_and(Vec::is_empty) {
         cx.error(
             &at.key("roles"),
-            problem(
+            Problem::new(
                 "the role list is empty, so no caller could pass",
                 "list at least one role, or remove `roles`",
             ),
@@ -478,7 +471,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
         if s.callers.is_empty() {
             cx.error(
                 &sat.key("callers"),
-                problem(
+                Problem::new(
                     "the route admits no calling service",
                     "list the callers under `service_auth.callers`",
                 ),
@@ -492,7 +485,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
             if vs.is_empty() && s.mtls != Some(true) {
                 cx.error(
                     &sat.key("versions"),
-                    problem(
+                    Problem::new(
                         "no signature version is accepted",
                         "write `versions: [v2]`, `[v1]` or `[v1, v2]`, or add `mtls: true` to admit callers by client certificate only",
                     ),
@@ -503,7 +496,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
                 if v != "v1" && v != "v2" {
                     cx.error(
                         &at,
-                        problem(
+                        Problem::new(
                             format!("`{v}` is not a signature version"),
                             "use `v1` or `v2`",
                         ),
@@ -511,7 +504,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
                 } else if vs[..i].contains(v) {
                     cx.error(
                         &at,
-                        problem(format!("`{v}` is listed twice"), "list each version once"),
+                        Problem::new(format!("`{v}` is listed twice"), "list each version once"),
                     );
                 }
             }
@@ -551,7 +544,7 @@ pub(super) fn check_roles_need_jwt(
         };
         cx.error(
             &at.key_name("roles"),
-            problem(
+            Problem::new(
                 message,
                 "remove `roles` to make the routes public, or set `auth: jwt` in this policy to require the role",
             ),
@@ -562,7 +555,7 @@ pub(super) fn check_roles_need_jwt(
         // but inherits its roles.
         cx.error(
             &at.key_name("auth"),
-            problem(
+            Problem::new(
                 format!("{which} sets `auth: none` but inherits `roles` from the `default` policy, and roles come from a verified JWT"),
                 "set `auth: jwt` in this policy, or move `roles` from `default` to the policies that need it",
             ),
@@ -592,7 +585,7 @@ pub(super) fn check_route_auth(
     if out.jwt && jwt.is_none() {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "this route requires a JWT but `gateway.jwt` is not configured",
                 "add `gateway.jwt` (algorithms, secret or key), or use `auth: none`",
             ),
@@ -604,7 +597,7 @@ pub(super) fn check_route_auth(
     let Some(sa) = sa else {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "this route requires HMAC service auth but `gateway.service_auth` is not configured",
                 "declare the callers and their secret variables under `gateway.service_auth.callers` (`service_auth: {}` when callers use mTLS only)",
             ),
@@ -616,7 +609,7 @@ pub(super) fn check_route_auth(
     if mtls && client_auth.is_none() {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "the route admits callers by client certificate, but `gateway.tls.client_auth` is not configured",
                 "configure `gateway.tls` with `client_auth` (client CAs and identities), or remove `mtls: true`",
             ),
@@ -641,7 +634,7 @@ pub(super) fn check_route_auth(
             let (message, help) = how.split_once("; ").unwrap_or((&how, ""));
             cx.error(
                 at,
-                problem(
+                Problem::new(
                     format!("the route admits `{c}`, but no secret is configured for it{message}"),
                     help.to_owned(),
                 ),
@@ -649,7 +642,7 @@ pub(super) fn check_route_auth(
         } else if mtls && !has_cert && versions.is_empty() {
             cx.error(
                 at,
-                problem(
+                Problem::new(
                     format!("the route admits `{c}` by client certificate only, but no certificate identity names it"),
                     format!("map an identity to `{c}` under `gateway.tls.client_auth.identities`"),
                 ),
@@ -659,7 +652,7 @@ pub(super) fn check_route_auth(
     if shared && sa.shared_secret_env.is_none() {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "the route accepts the shared secret, but none is configured",
                 "set `gateway.service_auth.shared_secret_env`",
             ),
@@ -718,7 +711,7 @@ pub(super) fn check_identity(
     let Some(id) = id else {
         cx.error(
             &SpecPath::root().key("services").key_name(service),
-            problem(
+            Problem::new(
                 format!("service `{service}` has no outbound identity"),
                 "add `identity: { kind: hmac, secret_env: <VAR> }` (or jwt, hmac-v1); `{ kind: none, unsigned: true }` sends unsigned requests",
             ),
@@ -729,11 +722,11 @@ pub(super) fn check_identity(
     match (id.kind, &id.secret_env) {
         (K::None, Some(_)) => cx.error(
             &at.key_name("secret_env"),
-            problem("an unsigned service has no credential", "remove `secret_env`, or choose a signed kind"),
+            Problem::new("an unsigned service has no credential", "remove `secret_env`, or choose a signed kind"),
         ),
         (K::None, None) if id.unsigned != Some(true) => cx.error(
             &at.key("kind"),
-            problem(
+            Problem::new(
                 "unsigned requests need an explicit opt-in",
                 "add `unsigned: true` to say that this service gets no proof of the gateway's identity",
             ),
@@ -741,7 +734,7 @@ pub(super) fn check_identity(
         (K::None, None) => {}
         (_, None) => cx.error(
             &at.key("kind"),
-            problem("a signed identity needs its credential variable", "add `secret_env: <VAR>` (the variable, or `<VAR>_FILE` naming a file)"),
+            Problem::new("a signed identity needs its credential variable", "add `secret_env: <VAR>` (the variable, or `<VAR>_FILE` naming a file)"),
         ),
         (_, Some(env)) => {
             cx.check(&at.key("secret_env"), values::env_name(env));
@@ -750,14 +743,14 @@ pub(super) fn check_identity(
     if id.kind != K::None && id.unsigned.is_some() {
         cx.error(
             &at.key_name("unsigned"),
-            problem("`unsigned` only goes with `kind: none`", "remove it"),
+            Problem::new("`unsigned` only goes with `kind: none`", "remove it"),
         );
     }
     let ttl_s = match (&id.ttl, id.kind) {
         (Some(_), k) if k != K::Jwt => {
             cx.error(
                 &at.key_name("ttl"),
-                problem("`ttl` is for service tokens (`kind: jwt`)", "remove it"),
+                Problem::new("`ttl` is for service tokens (`kind: jwt`)", "remove it"),
             );
             300
         }
@@ -765,7 +758,7 @@ pub(super) fn check_identity(
             Some(0) => {
                 cx.error(
                     &at.key("ttl"),
-                    problem("a zero lifetime", "use up to `300s`"),
+                    Problem::new("a zero lifetime", "use up to `300s`"),
                 );
                 300
             }

@@ -5,6 +5,8 @@
 //! that matches the path itself, the path with a trailing slash and
 //! anything below it, at a segment boundary only.
 
+pub use crate::diag::Problem;
+
 /// A parsed route pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
@@ -25,22 +27,6 @@ pub enum Seg {
     Param(String),
     /// `{*name}`: the rest of the path, one or more bytes.
     CatchAll(String),
-}
-
-/// A pattern or template error: what is wrong, and the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// One sentence.
-    pub message: String,
-    /// The fix.
-    pub help: String,
-}
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
 }
 
 impl Pattern {
@@ -139,7 +125,7 @@ fn escape(lit: &str) -> String {
 /// Parses a route pattern.
 pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
     let Some(body) = s.strip_prefix('/') else {
-        return Err(problem(
+        return Err(Problem::new(
             format!("route path `{s}` does not start with `/`"),
             "write the path as the client sends it, starting with `/`",
         ));
@@ -150,7 +136,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
     };
     if prefix && body.ends_with('/') {
         let base = s.trim_end_matches('*').trim_end_matches('/');
-        return Err(problem(
+        return Err(Problem::new(
             format!("prefix route `{s}` has a `/` before its `*`"),
             format!("write `{base}*`: a prefix route matches `{base}`, `{base}/` and everything below, at segment boundaries"),
         ));
@@ -170,7 +156,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
         }
     }
     if matches!(segments.last(), Some(Seg::CatchAll(_))) && trailing_slash {
-        return Err(problem(
+        return Err(Problem::new(
             format!("route `{s}` has a `/` after its catch-all"),
             "a catch-all `{*name}` is the last thing in a path",
         ));
@@ -179,7 +165,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
     for seg in &segments {
         if let Seg::Param(n) | Seg::CatchAll(n) = seg {
             if seen.contains(&n.as_str()) {
-                return Err(problem(
+                return Err(Problem::new(
                     format!("route `{s}` uses the parameter `{n}` twice"),
                     "give each parameter its own name",
                 ));
@@ -196,7 +182,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
 
 fn parse_segment(path: &str, part: &str, last: bool) -> Result<Seg, Problem> {
     if part.is_empty() {
-        return Err(problem(
+        return Err(Problem::new(
             format!("route `{path}` has an empty segment (`//`)"),
             "remove the doubled `/`",
         ));
@@ -205,7 +191,7 @@ fn parse_segment(path: &str, part: &str, last: bool) -> Result<Seg, Problem> {
         if let Some(name) = inner.strip_prefix('*') {
             check_param_name(path, name)?;
             if !last {
-                return Err(problem(
+                return Err(Problem::new(
                     format!("catch-all `{{*{name}}}` in `{path}` is not the last segment"),
                     "move the catch-all to the end, or use `{name}` for a single segment",
                 ));
@@ -216,7 +202,7 @@ fn parse_segment(path: &str, part: &str, last: bool) -> Result<Seg, Problem> {
         return Ok(Seg::Param(inner.to_owned()));
     }
     if part.contains('{') || part.contains('}') {
-        return Err(problem(
+        return Err(Problem::new(
             format!("segment `{part}` of `{path}` mixes a parameter with text"),
             "a parameter is a whole segment: `/{id}`, not `/item-{id}`",
         ));
@@ -234,7 +220,7 @@ fn check_param_name(path: &str, name: &str) -> Result<(), Problem> {
     if ok {
         Ok(())
     } else {
-        Err(problem(
+        Err(Problem::new(
             format!("parameter name `{name}` in `{path}` is not an identifier"),
             "name parameters with letters, digits and `_`, e.g. `{conv_id}`",
         ))
@@ -248,7 +234,7 @@ fn check_literal(path: &str, seg: &str) -> Result<(), Problem> {
     // `..;v` is `..` to servers that strip path parameters (Tomcat, Spring).
     let head = seg.split(';').next().unwrap_or(seg);
     if head == "." || head == ".." {
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{path}` contains a `{seg}` segment"),
             "requests with dot segments are rejected before matching; remove it",
         ));
@@ -258,11 +244,11 @@ fn check_literal(path: &str, seg: &str) -> Result<(), Problem> {
         .find(|&c| !(c.is_ascii_alphanumeric() || "-._~!$&'()+,;=:@".contains(c)));
     match bad {
         None => Ok(()),
-        Some('*') => Err(problem(
+        Some('*') => Err(Problem::new(
             format!("`*` inside `{path}` is only allowed at the very end"),
             "end the path with `*` for a prefix route, or use `{*rest}`",
         )),
-        Some(c) => Err(problem(
+        Some(c) => Err(Problem::new(
             format!("`{path}` contains the character {c:?}, which is not allowed in a route path"),
             "use letters, digits and `-._~!$&'()+,;=:@` in literal segments",
         )),
@@ -285,7 +271,7 @@ pub enum Part {
 /// Parses an upstream template against its route's pattern.
 pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> {
     if !t.starts_with('/') {
-        return Err(problem(
+        return Err(Problem::new(
             format!("upstream path `{t}` does not start with `/`"),
             "write the path the upstream expects, starting with `/`",
         ));
@@ -295,7 +281,7 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
         _ => (t, false),
     };
     if suffix && !pattern.prefix {
-        return Err(problem(
+        return Err(Problem::new(
             format!("upstream `{t}` ends in `*` but the route is not a prefix route"),
             "end the route path with `*` too, or remove the `*`",
         ));
@@ -313,7 +299,7 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
                 None => (inner, false),
             };
             let Some(pos) = names.iter().position(|n| *n == name) else {
-                return Err(problem(
+                return Err(Problem::new(
                     format!(
                         "upstream `{t}` uses `{{{inner}}}`, which the route path does not capture"
                     ),
@@ -333,13 +319,13 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
                 } else {
                     format!("{{{name}}}")
                 };
-                return Err(problem(
+                return Err(Problem::new(
                     format!("upstream `{t}` writes `{{{inner}}}`, but the route captures it as `{want}`"),
                     format!("write `{want}` in the upstream path"),
                 ));
             }
             if catch_all && !last {
-                return Err(problem(
+                return Err(Problem::new(
                     format!("catch-all `{{*{name}}}` in upstream `{t}` is not the last segment"),
                     "move the catch-all to the end of the upstream path",
                 ));
@@ -353,13 +339,13 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
             continue;
         }
         if seg.contains('{') || seg.contains('}') {
-            return Err(problem(
+            return Err(Problem::new(
                 format!("segment `{seg}` of upstream `{t}` mixes a parameter with text"),
                 "a parameter is a whole segment: `/{id}`, not `/item-{id}`",
             ));
         }
         if seg.is_empty() && !last {
-            return Err(problem(
+            return Err(Problem::new(
                 format!("upstream `{t}` has an empty segment (`//`)"),
                 "remove the doubled `/`",
             ));

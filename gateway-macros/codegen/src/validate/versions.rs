@@ -2,16 +2,10 @@
 //! version's upstream, and deprecation dates turned into header values at
 //! build time.
 
-use super::pattern::{Part, Pattern, Problem};
+use super::pattern::{Part, Pattern};
 use super::Ctx;
+use crate::diag::Problem;
 use crate::spec::{SpecPath, Versions};
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
-}
 
 /// A route's checked versions.
 #[derive(Debug, Clone)]
@@ -78,7 +72,7 @@ pub(super) fn check_versions(
     if !vendor_ok {
         cx.error(
             &at.key("vendor"),
-            problem(
+            Problem::new(
                 format!("`{}` is not a media-type vendor", v.vendor),
                 "use lowercase letters, digits, `.` and `-`, e.g. `aegis` for `application/vnd.aegis.v1+json`",
             ),
@@ -87,7 +81,7 @@ pub(super) fn check_versions(
     if v.live.is_empty() {
         cx.error(
             &at.key("live"),
-            problem(
+            Problem::new(
                 "a versioned route needs at least one live version",
                 "list the versions under `live:`, oldest first",
             ),
@@ -102,7 +96,7 @@ pub(super) fn check_versions(
             ok = false;
             cx.error(
                 &vat.key("version"),
-                problem(
+                Problem::new(
                     format!("`{}` is not a version name", ver.version),
                     "use letters, digits, `.`, `_` and `-`, e.g. `2` or `2024-06-01`",
                 ),
@@ -112,7 +106,7 @@ pub(super) fn check_versions(
             ok = false;
             cx.error(
                 &vat.key("version"),
-                problem(
+                Problem::new(
                     format!("version `{}` is listed twice", ver.version),
                     "give each live version its own name",
                 ),
@@ -149,7 +143,7 @@ pub(super) fn check_versions(
         }
         cx.error(
             &at.key("default"),
-            problem(
+            Problem::new(
                 format!("default version `{}` is not live", v.default),
                 format!("use one of: {}", names.join(", ")),
             ),
@@ -190,7 +184,7 @@ fn check_deprecated(
             ok = false;
             cx.error(
                 &at.key("sunset"),
-                problem(
+                Problem::new(
                     "the sunset comes before the deprecation",
                     "a version is deprecated first and retired later",
                 ),
@@ -205,7 +199,7 @@ fn check_deprecated(
         if !valid {
             cx.error(
                 &at.key("link"),
-                problem(
+                Problem::new(
                     format!("`{link}` is not a link a header can carry"),
                     "use an absolute `https://` URL without spaces or `<>\"`",
                 ),
@@ -217,7 +211,7 @@ fn check_deprecated(
     if gone && sunset.is_none() {
         cx.error(
             &at.key("gone_after_sunset"),
-            problem(
+            Problem::new(
                 "`gone_after_sunset` needs a `sunset` date",
                 "add `sunset:`, or remove `gone_after_sunset`",
             ),
@@ -231,7 +225,7 @@ fn check_deprecated(
         if s <= now {
             cx.warn(
                 &at.key("sunset"),
-                problem(
+                Problem::new(
                     format!(
                         "version `{name}` is past its sunset ({})",
                         d.sunset.as_deref().unwrap_or("")
@@ -259,7 +253,7 @@ fn check_deprecated(
 /// `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ`, as Unix seconds.
 pub fn parse_date(s: &str) -> Result<i64, Problem> {
     let bad = || {
-        problem(
+        Problem::new(
             format!("`{s}` is not a date"),
             "write `2026-06-30` or `2026-06-30T12:00:00Z` (UTC)",
         )
