@@ -29,13 +29,14 @@
 
 pub mod diag;
 pub mod emit;
+pub mod ir;
 pub mod spec;
 pub mod validate;
 
 use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
-pub use validate::Checked;
+pub use ir::Checked;
 
 /// A spec that passed validation.
 #[derive(Debug, Clone)]

@@ -4,8 +4,8 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::validate::auth::{JwtIr, ServiceAuthIr};
-use crate::validate::{Checked, RouteIr};
+use crate::ir::auth::{JwtIr, ServiceAuthIr};
+use crate::ir::{Checked, RouteIr};
 
 fn opt_str(v: &Option<String>) -> TokenStream {
     match v {

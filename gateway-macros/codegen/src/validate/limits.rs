@@ -4,6 +4,7 @@
 use super::traffic::{parse_size, size_bytes};
 use super::Ctx;
 use crate::diag::Problem;
+use crate::ir::traffic::LimitsIr;
 use crate::spec::{Limits, SpecPath};
 
 /// The largest request head by default: 64 KiB (Envoy's default is 60 KiB).
@@ -17,21 +18,6 @@ pub const DEFAULT_MAX_HEADERS: u32 = 100;
 /// More fields than this is a typo (Envoy's hard ceiling is 10,000; a
 /// real request has a few dozen).
 pub const MAX_MAX_HEADERS: u32 = 1000;
-
-/// Resolved `gateway.limits`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LimitsIr {
-    /// Largest request head, in bytes.
-    pub max_head: u64,
-    /// Most header fields in a request.
-    pub max_headers: u32,
-    /// Least average rate of a streamed request body, bytes per second.
-    pub min_body_rate: u64,
-    /// Buffered request-body bytes, all clients together.
-    pub body_buffer: u64,
-    /// The share of `body_buffer` one client address or connection may hold.
-    pub body_buffer_per_client: u64,
-}
 
 /// Each limit falls back to its default, so a bad value gives one error
 /// and the rest of the spec is still checked.

@@ -1,8 +1,9 @@
 //! Rules about the route table as a whole: it routes something, and every
 //! declared service is reached by some route.
 
-use super::{Ctx, RouteIr, ServiceIr};
+use super::Ctx;
 use crate::diag::Problem;
+use crate::ir::{RouteIr, ServiceIr};
 use crate::spec::{Spec, SpecPath};
 
 /// A gateway without routes answers 404 to everything but `/health`. It

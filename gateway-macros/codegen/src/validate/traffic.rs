@@ -2,41 +2,8 @@
 
 use super::{values, Ctx};
 use crate::diag::Problem;
+use crate::ir::traffic::{CorsIr, RateLimitIr, RetriesIr};
 use crate::spec::{Cors, RateKey, RateLimit, Retries, SpecPath};
-
-/// A checked rate limit.
-#[derive(Debug, Clone)]
-pub struct RateLimitIr {
-    /// Requests per window.
-    pub count: u32,
-    /// Window in seconds.
-    pub window_s: u64,
-    /// Bucket size.
-    pub burst: u32,
-    /// What a bucket belongs to.
-    pub key: RateKey,
-    /// The policy name in headers.
-    pub name: String,
-}
-
-/// A checked CORS policy.
-#[derive(Debug, Clone)]
-pub struct CorsIr {
-    /// Exact origins; empty when any origin is allowed.
-    pub origins: Vec<String>,
-    /// `*`.
-    pub any: bool,
-    /// Allowed methods (`None`: the route's).
-    pub methods: Option<Vec<String>>,
-    /// Allowed request headers.
-    pub headers: Vec<String>,
-    /// Exposed response headers.
-    pub expose: Vec<String>,
-    /// Credentials allowed.
-    pub credentials: bool,
-    /// Preflight cache seconds.
-    pub max_age_s: u64,
-}
 
 /// `100/min` -> (100, 60).
 pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
@@ -279,27 +246,6 @@ pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<Co
         credentials,
         max_age_s,
     })
-}
-
-/// Checked retries.
-#[derive(Debug, Clone)]
-pub struct RetriesIr {
-    /// Attempts in all.
-    pub attempts: u32,
-    /// Retried statuses.
-    pub on: Vec<u16>,
-    /// Per-try timeout in ms.
-    pub per_try_ms: Option<u64>,
-    /// First backoff in ms.
-    pub backoff_ms: u64,
-    /// Longest backoff in ms.
-    pub max_backoff_ms: u64,
-    /// Budget percent.
-    pub budget: u32,
-    /// Floor per second.
-    pub min_per_second: u32,
-    /// Retry POST and PATCH.
-    pub non_idempotent: bool,
 }
 
 /// Retries' IR, without diagnostics.

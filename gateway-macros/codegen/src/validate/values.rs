@@ -2,6 +2,7 @@
 //! addresses. Each parser returns the fix along with the problem.
 
 use crate::diag::Problem;
+use crate::ir::methods::METHODS;
 
 /// Longest duration accepted anywhere: a day. Longer values are typos.
 const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -36,20 +37,6 @@ pub fn duration_ms(s: &str) -> Result<u64, Problem> {
     }
     Ok(ms)
 }
-
-/// The methods a route may list, in `Allow` order, with their bits.
-pub const METHODS: [(&str, u16); 7] = [
-    ("GET", 1),
-    ("HEAD", 2),
-    ("POST", 4),
-    ("PUT", 8),
-    ("PATCH", 16),
-    ("DELETE", 32),
-    ("OPTIONS", 64),
-];
-
-/// Every standard method: the default for a route that lists none.
-pub const ALL_METHODS: u16 = 127;
 
 /// Parses one method name into its bit.
 pub fn method_bit(m: &str) -> Result<u16, Problem> {

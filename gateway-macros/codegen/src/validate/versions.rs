@@ -2,49 +2,12 @@
 //! version's upstream, and deprecation dates turned into header values at
 //! build time.
 
-use super::pattern::{Part, Pattern};
 use super::Ctx;
 use crate::diag::Problem;
+use crate::ir::dates::days_from_civil;
+use crate::ir::pattern::{Part, Pattern};
+use crate::ir::traffic::{DeprecatedIr, VersionIr, VersionsIr};
 use crate::spec::{SpecPath, Versions};
-
-/// A route's checked versions.
-#[derive(Debug, Clone)]
-pub struct VersionsIr {
-    /// The vendor of the media type.
-    pub vendor: String,
-    /// Index into `live` of the default version.
-    pub default: usize,
-    /// The live versions, in spec order (oldest first).
-    pub live: Vec<VersionIr>,
-}
-
-/// One checked version.
-#[derive(Debug, Clone)]
-pub struct VersionIr {
-    /// Its name.
-    pub name: String,
-    /// Index of its service.
-    pub service: usize,
-    /// Its upstream template as written.
-    pub upstream_text: String,
-    /// The parsed template.
-    pub template: Vec<Part>,
-    /// Deprecation, if any.
-    pub deprecated: Option<DeprecatedIr>,
-}
-
-/// A checked deprecation notice.
-#[derive(Debug, Clone)]
-pub struct DeprecatedIr {
-    /// Unix seconds of `since`.
-    pub since: i64,
-    /// Unix seconds of `sunset`.
-    pub sunset: Option<i64>,
-    /// The `Link` target.
-    pub link: Option<String>,
-    /// 410 after the sunset.
-    pub gone_after_sunset: bool,
-}
 
 /// Checks one version's `service` and `upstream` as a route's own are.
 pub(super) type CheckUpstream<'a> = dyn FnMut(
@@ -318,50 +281,10 @@ pub fn parse_date(s: &str) -> Result<i64, Problem> {
     Ok(days_from_civil(y, m, dd) * 86_400 + secs)
 }
 
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 IMF-fixdate).
-pub fn imf_fixdate(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // civil_from_days
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[m as usize - 1],
-        y,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::dates::imf_fixdate;
 
     #[test]
     fn dates_round_trip_to_imf_fixdate() {
