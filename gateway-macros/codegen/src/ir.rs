@@ -102,6 +102,17 @@ pub struct BreakerIr {
     pub rate: Option<FailureRateIr>,
 }
 
+impl BreakerIr {
+    /// The breaker of a service that configures none: 5 failures open it
+    /// for 30 s, then one probe.
+    pub const DEFAULT: BreakerIr = BreakerIr {
+        failures: 5,
+        open_ms: 30_000,
+        probes: 1,
+        rate: None,
+    };
+}
+
 /// A breaker's failure-rate trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureRateIr {
@@ -147,8 +158,10 @@ pub struct RouteIr {
     pub body_timeout_ms: u64,
     /// Credentials forwarded upstream.
     pub forward: Vec<crate::spec::Credential>,
-    /// The named policy, if any.
+    /// The named policy, if any (`default` when the route names none).
     pub policy_name: Option<String>,
+    /// The route writes its own policy inline (laid over `default`).
+    pub inline_policy: bool,
     /// What the route asks of its callers.
     pub auth: auth::RouteAuthIr,
     /// Rate limit.

@@ -111,7 +111,7 @@ pub(super) fn is_keyword(id: &str) -> bool {
 pub(super) fn check_service_idents(cx: &mut Ctx<'_>, services: &[ServiceIr]) {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for s in services {
-        let ident = s.name.replace('-', "_").to_ascii_uppercase();
+        let ident = s.const_name();
         if let Some(first) = seen.insert(ident.clone(), &s.name) {
             cx.error(
                 &SpecPath::root().key("services").key_name(&s.name),

@@ -6,7 +6,7 @@ use crate::diag::Problem;
 use crate::ir::methods;
 use crate::ir::pattern::{Part, Pattern};
 use crate::ir::{CanaryIr, GatewayIr, RouteIr, ServiceIr};
-use crate::spec::{Credential, Spec, SpecPath};
+use crate::spec::{Credential, PolicyRef, Spec, SpecPath};
 
 pub(super) fn check_route(
     cx: &mut Ctx<'_>,
@@ -145,6 +145,7 @@ pub(super) fn check_route(
         canary,
         retries: policy.retries.as_ref().map(traffic::retries_ir),
         policy_name,
+        inline_policy: matches!(r.policy, Some(PolicyRef::Inline(_))),
         auth,
         spec_index: i,
     })

@@ -164,12 +164,7 @@ pub(super) fn check_breaker(
 ) -> Option<BreakerIr> {
     let at = at.key("circuit_breaker");
     let Some(b) = b else {
-        return Some(BreakerIr {
-            failures: 5,
-            open_ms: 30_000,
-            probes: 1,
-            rate: None,
-        });
+        return Some(BreakerIr::DEFAULT);
     };
     if b.enabled == Some(false) {
         if b.failures.is_some()
