@@ -81,6 +81,7 @@ pub fn check(src: &Source<'_>, spec: &Spec) -> Result<Checked, Diagnostics> {
         }
     }
     ids::check_service_idents(&mut cx, &services);
+    ids::check_policy_idents(&mut cx, spec);
     ids::check_route_ids(&mut cx, &mut routes);
     let paths = conflicts::check_conflicts(&mut cx, &routes);
     if !cx.diags.is_empty() {

@@ -4,8 +4,8 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
+use super::auth;
 use super::policy::Groups;
-use super::{auth, int};
 use crate::ir::Checked;
 
 /// `Chain`, `Chains` and their builder: routes push their group's chain in
@@ -15,13 +15,23 @@ pub(super) fn chains(c: &Checked, groups: &Groups<'_>) -> TokenStream {
         let (v, (ty, _)) = (g.variant(), g.chain_paths());
         quote!(#v(#ty))
     });
-    let pushes = (0..c.routes.len()).map(|k| {
-        let g = groups.chain_of(k);
+    let builders = groups.chain_owners().map(|g| {
         let (v, (_, f)) = (g.variant(), g.chain_paths());
-        quote!(by_route.push(Chain::#v(#f(&verifiers, env)?));)
+        let name = builder_name(g);
+        quote! {
+            fn #name(v: &Verifiers, env: &rt::StartupEnv) -> Result<Chain, rt::StartupError> {
+                Ok(Chain::#v(#f(v, env)?))
+            }
+        }
+    });
+    let arms = c.routes.iter().enumerate().map(|(k, r)| {
+        let (v, name) = (
+            format_ident!("{}", r.variant()),
+            builder_name(groups.chain_of(k)),
+        );
+        quote!(RouteId::#v => Chain::#name)
     });
     let (verifiers_decl, verifiers_init) = auth::verifiers(c);
-    let n = int(c.routes.len() as u64);
     let (jwt_used, _) = auth::uses(c);
     let reload_body = if jwt_used {
         quote!(self.verifiers.jwt.reload())
@@ -34,6 +44,20 @@ pub(super) fn chains(c: &Checked, groups: &Groups<'_>) -> TokenStream {
         /// One route's chain, typed by the policy it shares with others.
         pub enum Chain {
             #(#variants,)*
+        }
+
+        impl Chain {
+            #(#builders)*
+        }
+
+        /// Builds one route's chain.
+        type BuildChain = fn(&Verifiers, &rt::StartupEnv) -> Result<Chain, rt::StartupError>;
+
+        /// Each route's chain builder.
+        fn chain_of(route: RouteId) -> BuildChain {
+            match route {
+                #(#arms,)*
+            }
         }
 
         /// Each route's chain, built once at start-up.
@@ -49,8 +73,10 @@ pub(super) fn chains(c: &Checked, groups: &Groups<'_>) -> TokenStream {
             /// A step whose configuration cannot be loaded.
             pub fn build(env: &rt::StartupEnv) -> Result<Self, rt::StartupError> {
                 let verifiers = #verifiers_init;
-                let mut by_route = Vec::with_capacity(#n);
-                #(#pushes)*
+                let by_route = RouteId::ALL
+                    .iter()
+                    .map(|&route| chain_of(route)(&verifiers, env))
+                    .collect::<Result<_, _>>()?;
                 Ok(Chains { by_route, verifiers })
             }
 
@@ -63,6 +89,18 @@ pub(super) fn chains(c: &Checked, groups: &Groups<'_>) -> TokenStream {
             }
         }
     }
+}
+
+/// `Chain::<group>`: builds one route's chain of that group.
+fn builder_name(g: &super::policy::Group<'_>) -> proc_macro2::Ident {
+    let mut name = String::new();
+    for (i, ch) in g.variant().to_string().chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(ch.to_ascii_lowercase());
+    }
+    format_ident!("{}", name)
 }
 
 /// The `rt::Spec` impl; `table` is the `ROUTE_TABLE` expression.

@@ -233,6 +233,11 @@ pub(super) fn cors_value(c: &CorsIr, route_methods: u16) -> (TokenStream, String
     (lit, methods)
 }
 
+/// Two limits that differ in their header name at most.
+fn same_but_name(a: &RateLimitIr, b: &RateLimitIr) -> bool {
+    (a.count, a.window_s, a.burst, a.key) == (b.count, b.window_s, b.burst, b.key)
+}
+
 fn rate_limit_value(rl: &RateLimitIr) -> TokenStream {
     let (name, count, burst) = (&rl.name, int(rl.count.into()), int(rl.burst.into()));
     let window = ms(rl.window_s * 1000);
@@ -282,7 +287,7 @@ fn values(g: &Group<'_>) -> Values {
     let r = g.rep;
     let buffer = g.item("BODY_BUFFER");
     let cors_ref = g.item("CORS");
-    let cors = r.cors.as_ref().map(|x| cors_value(x, r.methods).0);
+    let cors = r.cors.as_ref().map(|x| cors_value(x, methods::ALL).0);
     let buffer_body = if g.buffers_all() {
         quote!(Some(#buffer))
     } else {
@@ -403,7 +408,17 @@ fn group_items(c: &Checked, groups: &Groups<'_>, k: usize) -> TokenStream {
     let own_path = |what: &str| g.item(what).to_string();
     if let (Some(rl), Some(path)) = (&g.rep.rate_limit, groups.rate_limit(k)) {
         if path.to_string() == own_path("RATE_LIMIT") {
-            let (name, value) = (g.item_ident("RATE_LIMIT"), rate_limit_value(rl));
+            let name = g.item_ident("RATE_LIMIT");
+            // A policy that inherits `default`'s limit still names it after
+            // itself: write the name and take the rest from `default`.
+            let base = groups.default().filter(|d| d.kind != g.kind);
+            let value = match base.and_then(|d| d.rep.rate_limit.as_ref().map(|b| (d, b))) {
+                Some((d, b)) if same_but_name(b, rl) => {
+                    let (rl_name, base) = (&rl.name, d.item("RATE_LIMIT"));
+                    quote!(rt::RateLimitSpec { name: #rl_name, ..#base })
+                }
+                _ => rate_limit_value(rl),
+            };
             let doc = format!("{what}: rate limit.");
             items.push(quote! { #[doc = #doc] pub const #name: rt::RateLimitSpec = #value; });
         }

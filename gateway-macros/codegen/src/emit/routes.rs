@@ -71,7 +71,7 @@ pub(super) fn route_const(c: &Checked, r: &RouteIr, groups: &Groups<'_>, k: usiz
         own.push(quote!(buffer_body: Some(#buffer),));
     }
     if let Some(cors) = &r.cors {
-        if cors.methods.is_none() && r.methods != group.rep.methods {
+        if cors.methods.is_none() && r.methods != methods::ALL {
             let base = group.item("CORS");
             let methods = cors_value(cors, r.methods).1;
             own.push(quote!(cors: Some(&rt::CorsSpec { methods: #methods, ..#base }),));
@@ -94,9 +94,7 @@ pub(super) fn route_const(c: &Checked, r: &RouteIr, groups: &Groups<'_>, k: usiz
         own.push(quote!(versions: #v,));
     }
     let base = group.item("ROUTE");
-    let doc = doc(format!("Route `{}`.", r.pattern_text));
     quote! {
-        #[doc = #doc]
         pub const #name: rt::RouteSpec = rt::RouteSpec {
             id: #id,
             pattern: #pattern,

@@ -127,6 +127,26 @@ pub(super) fn check_service_idents(cx: &mut Ctx<'_>, services: &[ServiceIr]) {
     }
 }
 
+/// Policy names become constants too (`policy::RULE_EDITORS_ROUTE`), so
+/// two names that differ only in `-` versus `_` would collide.
+pub(super) fn check_policy_idents(cx: &mut Ctx<'_>, spec: &crate::spec::Spec) {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for name in spec.policies.keys() {
+        let ident = crate::ir::names::upper_snake(name);
+        if let Some(first) = seen.insert(ident.clone(), name) {
+            cx.error(
+                &SpecPath::root().key("policies").key_name(name),
+                Problem::new(
+                    format!(
+                        "policies `{first}` and `{name}` both become the constant `{ident}_ROUTE`"
+                    ),
+                    "rename one of them",
+                ),
+            );
+        }
+    }
+}
+
 /// `/api/v1/agents/{id}/execute` -> `api_v1_agents_id_execute`.
 pub fn derive_id(p: &Pattern) -> String {
     let mut words: Vec<String> = Vec::new();
