@@ -8,6 +8,9 @@ use crate::ir::pattern::{Part, Pattern};
 use crate::ir::{CanaryIr, GatewayIr, RouteIr, ServiceIr};
 use crate::spec::{Credential, PolicyRef, Spec, SpecPath};
 
+/// One route, resolved against its services and its effective policy.
+/// Each rule is its own `check_*` below; this function only gathers what
+/// they need and assembles the route.
 pub(super) fn check_route(
     cx: &mut Ctx<'_>,
     spec: &Spec,
@@ -18,26 +21,10 @@ pub(super) fn check_route(
     let r = &spec.routes[i];
     let at = SpecPath::root().key("routes").index(i);
     let pattern = cx.check(&at.key("path"), pattern::parse_pattern(&r.path));
-    if r.path == "/health" {
-        cx.error(
-            &at.key("path"),
-            Problem::new(
-                "`/health` is answered by the gateway itself",
-                "give the upstream's health check another path, e.g. `/api/v1/<service>/health`",
-            ),
-        );
-    }
+    check_not_health(cx, &at, &r.path);
     let methods = check_methods(cx, &at, r.methods.as_deref());
     let (service, template, versions) = check_upstreams(cx, &at, r, pattern.as_ref(), services);
-    if r.canary.is_some() && r.versions.is_some() {
-        cx.error(
-            &at.key("canary"),
-            Problem::new(
-                "a versioned route cannot also have a canary",
-                "put the canary's upstream under its own version, or split the route",
-            ),
-        );
-    }
+    check_canary_or_versions(cx, &at, r);
     let (policy, policy_name) = policies::resolve_policy(cx, spec, &at, r.policy.as_ref());
     let timeout_ms = policy
         .timeout
@@ -65,57 +52,23 @@ pub(super) fn check_route(
         gw.service_auth.as_ref(),
         gw.tls.as_ref(),
     );
-    if forward.contains(&Credential::AuthCookie)
-        && gw.jwt.as_ref().and_then(|j| j.cookie.as_ref()).is_none()
-    {
-        cx.error(
-            &policy_at,
-            Problem::new(
-                "`auth_cookie` is forwarded but no `gateway.jwt.cookie` is configured",
-                "set `gateway.jwt.cookie`, or remove `auth_cookie`",
-            ),
-        );
-    }
+    check_cookie_forwarded(cx, &policy_at, &forward, gw);
     let (pattern, methods, service, template) = (pattern?, methods?, service?, template?);
     let canary = r
         .canary
         .as_ref()
         .and_then(|c| check_canary(cx, &at.key("canary"), c, services, service));
     // Every service the route may reach: its own, a canary, each version.
-    let reachable = std::iter::once(service)
+    let reachable: Vec<usize> = std::iter::once(service)
         .chain(canary.as_ref().map(|c| c.service))
         .chain(
             versions
                 .iter()
                 .flat_map(|v| v.live.iter().map(|x| x.service)),
-        );
-    let jwt_service = reachable
-        .into_iter()
-        .find(|&i| services[i].identity.kind == crate::spec::IdentityKind::Jwt);
-    if let (Some(jwt_service), true) = (jwt_service, forward.contains(&Credential::Authorization)) {
-        cx.error(
-            &policy_at,
-            Problem::new(format!(
-                    "the client's Authorization is forwarded, but service `{}` receives the gateway's token there",
-                    services[jwt_service].name
-                ), "stop forwarding `authorization`, or sign this service with `hmac`"),
-        );
-    }
-    if let Some(per_try) = policy
-        .retries
-        .as_ref()
-        .and_then(|r| r.per_try_timeout.as_deref())
-        .and_then(|t| values::duration_ms(t).ok())
-    {
-        if per_try >= timeout_ms {
-            cx.error(
-                &policy_at,
-                Problem::new(format!(
-                        "the per-try timeout ({per_try} ms) is not shorter than the route's timeout ({timeout_ms} ms)"
-                    ), "an attempt that times out could never be retried: shorten `retries.per_try_timeout` or lengthen `timeout`"),
-            );
-        }
-    }
+        )
+        .collect();
+    check_authorization_forwarded(cx, &policy_at, &forward, services, &reachable);
+    check_per_try_timeout(cx, &policy_at, &policy, timeout_ms);
     let rest_segment = pattern.rest_segment();
     Some(RouteIr {
         id: r.id.clone().unwrap_or_default(),
@@ -149,6 +102,106 @@ pub(super) fn check_route(
         auth,
         spec_index: i,
     })
+}
+
+/// The gateway answers `GET /health` itself (liveness for the load
+/// balancer), so a route written for exactly that path would never be
+/// reached; its author almost certainly meant the upstream's own check.
+fn check_not_health(cx: &mut Ctx<'_>, at: &SpecPath, path: &str) {
+    if path == "/health" {
+        cx.error(
+            &at.key("path"),
+            Problem::new(
+                "`/health` is answered by the gateway itself",
+                "give the upstream's health check another path, e.g. `/api/v1/<service>/health`",
+            ),
+        );
+    }
+}
+
+/// Versions choose the upstream by the request's media type and a canary
+/// by the consumer; both at once would leave it undefined which wins.
+fn check_canary_or_versions(cx: &mut Ctx<'_>, at: &SpecPath, r: &crate::spec::Route) {
+    if r.canary.is_some() && r.versions.is_some() {
+        cx.error(
+            &at.key("canary"),
+            Problem::new(
+                "a versioned route cannot also have a canary",
+                "put the canary's upstream under its own version, or split the route",
+            ),
+        );
+    }
+}
+
+/// The auth cookie is named by `gateway.jwt.cookie`; without it there is
+/// no cookie the gateway could recognise, so forwarding it means nothing.
+fn check_cookie_forwarded(cx: &mut Ctx<'_>, at: &SpecPath, forward: &[Credential], gw: &GatewayIr) {
+    if forward.contains(&Credential::AuthCookie)
+        && gw.jwt.as_ref().and_then(|j| j.cookie.as_ref()).is_none()
+    {
+        cx.error(
+            at,
+            Problem::new(
+                "`auth_cookie` is forwarded but no `gateway.jwt.cookie` is configured",
+                "set `gateway.jwt.cookie`, or remove `auth_cookie`",
+            ),
+        );
+    }
+}
+
+/// A service signed with `jwt` receives the gateway's token in
+/// `Authorization`, so a forwarded client `Authorization` would be
+/// overwritten (or, worse, confused with the gateway's proof). Checked
+/// for every service the route may reach.
+fn check_authorization_forwarded(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    forward: &[Credential],
+    services: &[ServiceIr],
+    reachable: &[usize],
+) {
+    let jwt_service = reachable
+        .iter()
+        .find(|&&i| services[i].identity.kind == crate::spec::IdentityKind::Jwt);
+    if let (Some(&s), true) = (jwt_service, forward.contains(&Credential::Authorization)) {
+        cx.error(
+            at,
+            Problem::new(
+                format!(
+                    "the client's Authorization is forwarded, but service `{}` receives the gateway's token there",
+                    services[s].name
+                ),
+                "stop forwarding `authorization`, or sign this service with `hmac`",
+            ),
+        );
+    }
+}
+
+/// A retry happens only after an attempt fails inside the route's
+/// timeout; a per-try timeout as long as the route's leaves no time for a
+/// second attempt, so the retries configured could never run.
+fn check_per_try_timeout(
+    cx: &mut Ctx<'_>,
+    at: &SpecPath,
+    policy: &crate::spec::Policy,
+    timeout_ms: u64,
+) {
+    let per_try = policy
+        .retries
+        .as_ref()
+        .and_then(|r| r.per_try_timeout.as_deref())
+        .and_then(|t| values::duration_ms(t).ok());
+    if let Some(per_try) = per_try.filter(|&p| p >= timeout_ms) {
+        cx.error(
+            at,
+            Problem::new(
+                format!(
+                    "the per-try timeout ({per_try} ms) is not shorter than the route's timeout ({timeout_ms} ms)"
+                ),
+                "an attempt that times out could never be retried: shorten `retries.per_try_timeout` or lengthen `timeout`",
+            ),
+        );
+    }
 }
 
 /// A canary gets a share of a route's traffic on another service with the
