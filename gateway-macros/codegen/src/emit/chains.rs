@@ -19,18 +19,29 @@ pub(super) fn chains(c: &Checked, groups: &Groups<'_>) -> TokenStream {
         let (v, (_, f)) = (g.variant(), g.chain_paths());
         let name = builder_name(g);
         quote! {
-            fn #name(v: &Verifiers, env: &rt::StartupEnv) -> Result<Chain, rt::StartupError> {
+            fn #name(v: &Verifiers, env: &rt::StartupEnv) -> Built {
                 Ok(Chain::#v(#f(v, env)?))
             }
         }
     });
-    let arms = c.routes.iter().enumerate().map(|(k, r)| {
-        let (v, name) = (
-            format_ident!("{}", r.variant()),
-            builder_name(groups.chain_of(k)),
-        );
-        quote!(RouteId::#v => Chain::#name)
-    });
+    // Routes of the `default` policy (or, without one, of no policy) take
+    // the catch-all arm; the others are listed.
+    let common = groups.common_chain().map(|g| g.variant());
+    let mut arms: Vec<TokenStream> = Vec::new();
+    for (k, r) in c.routes.iter().enumerate() {
+        let g = groups.chain_of(k);
+        if Some(g.variant()) != common {
+            let (v, name) = (format_ident!("{}", r.variant()), builder_name(g));
+            arms.push(quote!(RouteId::#v => Chain::#name));
+        }
+    }
+    if let Some(g) = groups
+        .common_chain()
+        .filter(|_| arms.len() < c.routes.len())
+    {
+        let name = builder_name(g);
+        arms.push(quote!(_ => Chain::#name));
+    }
     let (verifiers_decl, verifiers_init) = auth::verifiers(c);
     let (jwt_used, _) = auth::uses(c);
     let reload_body = if jwt_used {
@@ -50,8 +61,11 @@ pub(super) fn chains(c: &Checked, groups: &Groups<'_>) -> TokenStream {
             #(#builders)*
         }
 
+        /// A built chain, or why it could not be built.
+        type Built = Result<Chain, rt::StartupError>;
+
         /// Builds one route's chain.
-        type BuildChain = fn(&Verifiers, &rt::StartupEnv) -> Result<Chain, rt::StartupError>;
+        type BuildChain = fn(&Verifiers, &rt::StartupEnv) -> Built;
 
         /// Each route's chain builder.
         fn chain_of(route: RouteId) -> BuildChain {

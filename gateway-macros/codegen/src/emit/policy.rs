@@ -136,6 +136,15 @@ impl<'c> Groups<'c> {
             .map(|(_, g)| g)
     }
 
+    /// The chain most routes are expected to share: `default`'s, or,
+    /// without a `default` policy, that of the routes with no policy.
+    pub fn common_chain(&self) -> Option<&Group<'c>> {
+        let g = self
+            .default()
+            .or_else(|| self.list.iter().find(|g| g.kind == Kind::Plain))?;
+        Some(&self.list[g.chain_owner])
+    }
+
     fn default(&self) -> Option<&Group<'c>> {
         self.list.iter().find(|g| g.kind == Kind::Named("default"))
     }
