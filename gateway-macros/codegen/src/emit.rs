@@ -18,6 +18,7 @@ mod explain;
 mod gateway;
 mod policy;
 mod routes;
+mod steps;
 
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};

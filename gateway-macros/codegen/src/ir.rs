@@ -1,7 +1,7 @@
 //! The intermediate model: the spec after validation, with every default
 //! filled in and every name resolved to an index. `validate` builds it;
-//! `emit` reads it and nothing else, so the two never reach into each
-//! other.
+//! `emit` reads it (with the spec's own enums it embeds) and never
+//! `validate`, so the two do not reach into each other.
 
 pub mod auth;
 pub mod dates;

@@ -13,11 +13,12 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 use super::routes::buffers_body;
-use super::{auth, int, ms, opt};
+use super::steps::{chain_items, chain_steps};
+use super::{int, ms, opt};
 use crate::ir::names::{camel, snake, upper_snake};
 use crate::ir::traffic::{CorsIr, RateLimitIr};
 use crate::ir::{methods, Checked, RouteIr};
-use crate::spec::{Credential, RateKey};
+use crate::spec::RateKey;
 
 /// Where a group's settings come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +174,7 @@ impl Group<'_> {
         quote!(#m #name)
     }
 
-    fn item_ident(&self, what: &str) -> Ident {
+    pub(super) fn item_ident(&self, what: &str) -> Ident {
         match (self.kind, what) {
             (Kind::Plain, "ROUTE") => format_ident!("ROUTE_DEFAULTS"),
             _ => format_ident!("{}_{}", self.prefix(), what),
@@ -189,7 +190,7 @@ impl Group<'_> {
         }
     }
 
-    fn chain_names(&self) -> (Ident, Ident) {
+    pub(super) fn chain_names(&self) -> (Ident, Ident) {
         match self.kind {
             Kind::Named(n) => (
                 format_ident!("{}Chain", camel(&snake(n))),
@@ -442,76 +443,6 @@ fn group_items(c: &Checked, groups: &Groups<'_>, k: usize) -> TokenStream {
         items.push(chain_items(c, g, &what, groups.rate_limit(k)));
     }
     quote!(#(#items)*)
-}
-
-fn credentials_mask(r: &RouteIr) -> TokenStream {
-    let bits: Vec<TokenStream> = r
-        .forward
-        .iter()
-        .map(|c| match c {
-            Credential::Authorization => quote!(rt::credentials::AUTHORIZATION_HEADER),
-            Credential::ServiceToken => quote!(rt::credentials::SERVICE_TOKEN),
-            Credential::AuthCookie => quote!(rt::credentials::AUTH_COOKIE),
-        })
-        .collect();
-    if bits.is_empty() {
-        quote!(rt::credentials::NONE)
-    } else {
-        quote!(#(#bits)|*)
-    }
-}
-
-/// A group's chain as (type, constructor) pairs: its steps in contract
-/// order, credentials stripped last because the auth steps before it read
-/// them.
-fn chain_steps(
-    c: &Checked,
-    r: &RouteIr,
-    rate_limit: Option<TokenStream>,
-) -> Vec<(TokenStream, TokenStream)> {
-    let mut steps = auth::steps(r);
-    if let (Some(rl), Some(spec)) = (&r.rate_limit, rate_limit) {
-        let step = (quote!(rt::RateLimit), quote!(rt::RateLimit::new(#spec)));
-        // A limit keyed on the caller needs the caller verified first
-        // (contract §2); others protect the verifiers from floods.
-        if matches!(rl.key, RateKey::Consumer | RateKey::Service) {
-            let roles_at = steps
-                .iter()
-                .position(|(t, _)| t.to_string().contains("RequireRoles"));
-            steps.insert(roles_at.unwrap_or(steps.len()), step);
-        } else {
-            steps.insert(0, step);
-        }
-    }
-    let mask = credentials_mask(r);
-    let cookie = opt(c
-        .gateway
-        .jwt
-        .as_ref()
-        .and_then(|j| j.cookie.as_ref())
-        .map(|name| quote!(#name)));
-    steps.push((
-        quote!(rt::StripCredentials<{ #mask }>),
-        quote!(rt::StripCredentials::new(#cookie)),
-    ));
-    steps
-}
-
-fn chain_items(c: &Checked, g: &Group<'_>, what: &str, rl: Option<TokenStream>) -> TokenStream {
-    let (ty, f) = g.chain_names();
-    let (tys, ctors): (Vec<_>, Vec<_>) = chain_steps(c, g.rep, rl).into_iter().unzip();
-    let (ty_doc, f_doc) = (
-        format!("{what}: its steps, in contract order."),
-        format!("{what}: builds one route's chain."),
-    );
-    quote! {
-        #[doc = #ty_doc]
-        pub type #ty = (#(#tys,)*);
-        #[doc = #f_doc]
-        pub fn #f(v: &Verifiers, env: &rt::StartupEnv) -> Result<#ty, rt::StartupError> {
-            Ok((#(#ctors,)*))
-        }
-    }
 }
 
 /// Every group's items: named policies in `mod policy`, inline ones in
