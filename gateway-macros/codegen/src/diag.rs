@@ -5,6 +5,27 @@ use std::fmt;
 
 use crate::spec::Source;
 
+/// What is wrong with one value, and the fix: a [`Diagnostic`] before it
+/// is given a position. Validation rules return these; the caller locates
+/// them at the spec path of the value at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// One sentence saying what is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub help: String,
+}
+
+impl Problem {
+    /// A problem with its fix.
+    pub fn new(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Problem {
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+}
+
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {

@@ -29,13 +29,14 @@
 
 pub mod diag;
 pub mod emit;
+pub mod ir;
 pub mod spec;
 pub mod validate;
 
 use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, Severity};
-pub use validate::Checked;
+pub use ir::Checked;
 
 /// A spec that passed validation.
 #[derive(Debug, Clone)]
@@ -85,8 +86,9 @@ pub fn compile_str(file: &str, text: &str) -> Result<Compiled, Diagnostics> {
     })
 }
 
-/// Compiles the spec at `spec_path` into formatted Rust at `out`, writing
-/// only when the content changed so that cargo does not rebuild needlessly.
+/// Compiles the spec at `spec_path` into formatted Rust at `out`, and its
+/// route table into [`emit::TABLE_FILE`] beside it (the code includes it),
+/// writing only what changed so that cargo does not rebuild needlessly.
 ///
 /// # Errors
 /// The spec's diagnostics, or one diagnostic when a file cannot be read or
@@ -95,11 +97,19 @@ pub fn compile_file(spec_path: &Path, out: &Path) -> Result<Compiled, Diagnostic
     let file = spec_path.display().to_string();
     let text = std::fs::read_to_string(spec_path).map_err(|e| io_diag(&file, &e))?;
     let compiled = compile_str(&file, &text)?;
-    let code = compiled.render();
-    if std::fs::read_to_string(out).ok().as_deref() != Some(code.as_str()) {
-        std::fs::write(out, code).map_err(|e| io_diag(&out.display().to_string(), &e))?;
-    }
+    let table = out.with_file_name(emit::TABLE_FILE);
+    write_if_changed(&table, &compiled.explain())?;
+    write_if_changed(out, &compiled.render())?;
     Ok(compiled)
+}
+
+/// Writes `text` to `path` unless it already holds it, so that cargo does
+/// not rebuild needlessly.
+fn write_if_changed(path: &Path, text: &str) -> Result<(), Diagnostics> {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+        std::fs::write(path, text).map_err(|e| io_diag(&path.display().to_string(), &e))?;
+    }
+    Ok(())
 }
 
 fn io_diag(file: &str, e: &std::io::Error) -> Diagnostics {

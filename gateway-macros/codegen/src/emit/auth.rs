@@ -4,8 +4,8 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
-use crate::validate::auth::{JwtIr, ServiceAuthIr};
-use crate::validate::{Checked, RouteIr};
+use crate::ir::auth::{JwtIr, ServiceAuthIr};
+use crate::ir::{Checked, RouteIr};
 
 fn opt_str(v: &Option<String>) -> TokenStream {
     match v {
@@ -41,7 +41,7 @@ fn jwt_const(j: &JwtIr) -> TokenStream {
     let (iss, aud, cookie) = (opt_str(&j.issuer), opt_str(&j.audience), opt_str(&j.cookie));
     let (sub, roles, tenant) = (&j.subject_claim, &j.roles_claim, opt_str(&j.tenant_claim));
     let revocation = opt_str(&j.revocation_file);
-    let leeway = j.leeway_s;
+    let leeway = super::int(j.leeway_s);
     quote! {
         /// `gateway.jwt`: how user tokens are verified.
         pub const JWT: rt::JwtSpec = rt::JwtSpec {
@@ -62,10 +62,10 @@ fn jwt_const(j: &JwtIr) -> TokenStream {
 }
 
 fn service_auth_const(s: &ServiceAuthIr) -> TokenStream {
-    let window = s.window_s;
+    let window = super::int(s.window_s);
     let callers = s.callers.iter().map(|(n, e)| quote!((#n, #e)));
     let shared = opt_str(&s.shared_secret_env);
-    let cache = s.nonce_cache as usize;
+    let cache = super::int(s.nonce_cache);
     quote! {
         /// `gateway.service_auth`: HMAC service signing.
         pub const SERVICE_AUTH: rt::ServiceAuthSpec = rt::ServiceAuthSpec {
@@ -84,31 +84,28 @@ pub fn uses(c: &Checked) -> (bool, bool) {
     (jwt, hmac)
 }
 
-/// The verifiers shared by every route, built once in `Chains::build`.
-/// A configured verifier is built even when no route uses it yet, so a
-/// broken key or a missing secret stops start-up rather than waiting for
-/// the first route that needs it.
-pub fn shared_verifiers(c: &Checked) -> TokenStream {
-    let (jwt_used, hmac_used) = uses(c);
-    let name = |used: bool, n: &str| {
-        if used {
-            format_ident!("{}", n)
-        } else {
-            format_ident!("_{}", n)
+/// `Verifiers`, shared by every route's chain, and the expression that
+/// builds them. A configured verifier is built even when no route uses it
+/// yet, so a broken key or a missing secret stops start-up rather than
+/// waiting for the first route that needs it.
+pub fn verifiers(c: &Checked) -> (TokenStream, TokenStream) {
+    let mut fields = Vec::new();
+    let mut inits = Vec::new();
+    if c.gateway.jwt.is_some() {
+        fields.push(quote!(jwt: rt::Arc<rt::JwtVerifier>,));
+        inits.push(quote!(jwt: rt::JwtVerifier::shared(&JWT, env)?,));
+    }
+    if c.gateway.service_auth.is_some() {
+        fields.push(quote!(hmac: rt::Arc<rt::HmacVerifier>,));
+        inits.push(quote!(hmac: rt::HmacVerifier::shared(&SERVICE_AUTH, env)?,));
+    }
+    let decl = quote! {
+        /// The verifiers every chain shares, built once at start-up.
+        pub struct Verifiers {
+            #(#fields)*
         }
     };
-    let (jwt, hmac) = (name(jwt_used, "jwt"), name(hmac_used, "hmac"));
-    let jwt = c
-        .gateway
-        .jwt
-        .is_some()
-        .then(|| quote!(let #jwt = rt::JwtVerifier::shared(&JWT, env)?;));
-    let hmac = c
-        .gateway
-        .service_auth
-        .is_some()
-        .then(|| quote!(let #hmac = rt::HmacVerifier::shared(&SERVICE_AUTH, env)?;));
-    quote! { #jwt #hmac }
+    (decl, quote!(Verifiers { #(#inits)* }))
 }
 
 /// The authentication steps of one route, as (type, constructor) pairs in
@@ -139,11 +136,11 @@ pub fn steps(r: &RouteIr) -> Vec<(TokenStream, TokenStream)> {
         let mtls = s.mtls.then(|| quote!(.admit_mtls()));
         out.push((
             quote!(rt::HmacAuth),
-            quote!(rt::HmacAuth::new(&hmac, &[#(#callers),*], #versions, #shared)#mtls),
+            quote!(rt::HmacAuth::new(&v.hmac, &[#(#callers),*], #versions, #shared)#mtls),
         ));
     }
     if r.auth.jwt {
-        out.push((quote!(rt::JwtAuth), quote!(rt::JwtAuth::new(&jwt))));
+        out.push((quote!(rt::JwtAuth), quote!(rt::JwtAuth::new(&v.jwt))));
         if !r.auth.roles.is_empty() {
             let roles = &r.auth.roles;
             out.push((

@@ -1,21 +1,8 @@
 //! The human-readable route table: what `gateway routes` prints and what a
 //! pull request's snapshot diff shows.
 
+use crate::ir::{methods, Checked, RouteIr};
 use crate::spec::Credential;
-use crate::validate::{values, Checked, RouteIr};
-
-/// Methods as written in an `Allow` header, or `any`.
-pub fn methods_text(bits: u16) -> String {
-    if bits == values::ALL_METHODS {
-        return "any".into();
-    }
-    values::METHODS
-        .iter()
-        .filter(|(_, b)| bits & b != 0)
-        .map(|(m, _)| *m)
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 fn duration_text(ms: u64) -> String {
     match ms {
@@ -113,7 +100,7 @@ pub fn explain(c: &Checked) -> String {
     for r in &c.routes {
         rows.push([
             r.pattern_text.clone(),
-            methods_text(r.methods),
+            methods::text(r.methods),
             c.services[r.service].name.clone(),
             r.upstream_text.clone(),
             r.auth.describe(),
@@ -176,8 +163,13 @@ pub fn explain(c: &Checked) -> String {
     out.push_str(&" ".repeat(uw - 35 + 2));
     out.push_str("IDENTITY\n");
     for (s, url) in c.services.iter().zip(&urls) {
-        let rate = match s.breaker_rate {
-            Some((pc, w, m)) => format!(" or {pc}% of {m}+ in {}", duration_text(w)),
+        let rate = match s.breaker.and_then(|b| b.rate) {
+            Some(r) => format!(
+                " or {}% of {}+ in {}",
+                r.percent,
+                r.min_requests,
+                duration_text(r.window_ms)
+            ),
             None => String::new(),
         };
         let connect = match s.connect_ms {
@@ -185,10 +177,12 @@ pub fn explain(c: &Checked) -> String {
             None => String::new(),
         };
         let breaker = match s.breaker {
-            Some((f, ms, p)) => format!(
-                ", breaker {f} failures{rate}/{}/{p} probe{}",
-                duration_text(ms),
-                if p == 1 { "" } else { "s" }
+            Some(b) => format!(
+                ", breaker {} failures{rate}/{}/{} probe{}",
+                b.failures,
+                duration_text(b.open_ms),
+                b.probes,
+                if b.probes == 1 { "" } else { "s" }
             ),
             None => ", no breaker".into(),
         };
@@ -198,7 +192,7 @@ pub fn explain(c: &Checked) -> String {
             ""
         };
         let client_cert = match &s.tls_client_cert {
-            Some((cert, _)) => format!(", client certificate ${cert}"),
+            Some(c) => format!(", client certificate ${}", c.cert_env),
             None => String::new(),
         };
         let client_headers = if s.allow_client_headers.is_empty() {

@@ -1,90 +1,13 @@
 //! Identity rules: JWT and HMAC settings, and what each route asks of its
 //! callers. Contract §4 and §5.
 
-use super::pattern::Problem;
 use super::{values, Ctx};
-use crate::spec::{AuthKind, ClientCertMode, Jwt, Policy, ServiceAuth, SpecPath, Tls, UpstreamTls};
+use crate::diag::Problem;
+use crate::ir::auth::{ClientAuthIr, JwtIr, RouteAuthIr, RouteServiceIr, ServiceAuthIr, TlsIr};
+use crate::spec::{AuthKind, ClientCertMode, Jwt, Policy, ServiceAuth, SpecPath, Tls};
 
 /// Algorithms the gateway verifies. `none` is never among them.
 pub const ALGORITHMS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
-}
-
-/// Checked `gateway.jwt`.
-#[derive(Debug, Clone)]
-pub struct JwtIr {
-    /// Allowed algorithms, as written (`HS256`, ...).
-    pub algorithms: Vec<String>,
-    /// HS256 secret variable.
-    pub secret_env: Option<String>,
-    /// PEM public key path variable.
-    pub public_key_env: Option<String>,
-    /// JWKS path variable.
-    pub jwks_env: Option<String>,
-    /// Required issuer.
-    pub issuer: Option<String>,
-    /// Required audience.
-    pub audience: Option<String>,
-    /// Leeway in seconds.
-    pub leeway_s: u64,
-    /// Cookie fallback.
-    pub cookie: Option<String>,
-    /// Subject claim.
-    pub subject_claim: String,
-    /// Roles claim.
-    pub roles_claim: String,
-    /// Tenant claim.
-    pub tenant_claim: Option<String>,
-    /// Revocation list path.
-    pub revocation_file: Option<String>,
-}
-
-/// Checked `gateway.service_auth`.
-#[derive(Debug, Clone)]
-pub struct ServiceAuthIr {
-    /// Window in seconds.
-    pub window_s: u64,
-    /// (caller, secret variable), in name order.
-    pub callers: Vec<(String, String)>,
-    /// Legacy shared secret variable.
-    pub shared_secret_env: Option<String>,
-    /// Nonce cache capacity.
-    pub nonce_cache: u64,
-}
-
-/// Checked `gateway.tls`.
-#[derive(Debug, Clone)]
-pub struct TlsIr {
-    /// Variable naming the certificate chain file.
-    pub cert_env: String,
-    /// Variable naming the private key file.
-    pub key_env: String,
-    /// Client-certificate verification.
-    pub client_auth: Option<ClientAuthIr>,
-}
-
-/// Checked `gateway.tls.client_auth`.
-#[derive(Debug, Clone)]
-pub struct ClientAuthIr {
-    /// Variable naming the client CA bundle.
-    pub ca_env: String,
-    /// A client certificate is required in the handshake.
-    pub required: bool,
-    /// (certificate identity, caller), in identity order.
-    pub identities: Vec<(String, String)>,
-}
-
-impl ClientAuthIr {
-    /// Whether some certificate identity names `caller`.
-    pub fn declares(&self, caller: &str) -> bool {
-        self.identities.iter().any(|(_, c)| c == caller)
-    }
-}
 
 /// `gateway.tls`: variable names, and identities that name services.
 pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
@@ -94,7 +17,7 @@ pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
     if t.cert_env == t.key_env {
         cx.error(
             &at.key("key_env"),
-            problem(
+            Problem::new(
                 "the certificate and the key are read from the same variable",
                 "name one variable for the certificate chain file and another for the key file",
             ),
@@ -106,7 +29,7 @@ pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
         if c.identities.is_empty() {
             cx.error(
                 &cat.key("identities"),
-                problem(
+                Problem::new(
                     "client certificates are verified but no identity names a calling service, so every certificate would be refused",
                     "map each certificate identity (a SAN URI such as a SPIFFE id, or a DNS name) to a caller under `identities`",
                 ),
@@ -117,7 +40,7 @@ pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
             if id.is_empty() || id.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
                 cx.error(
                     &iat.key_name(id),
-                    problem(
+                    Problem::new(
                         format!("`{id}` is not a certificate identity"),
                         "write a SAN URI (`spiffe://corp.example/ns/prod/sa/billing`) or DNS name (`billing.internal.example`)",
                     ),
@@ -142,136 +65,21 @@ pub(super) fn check_tls(cx: &mut Ctx<'_>, t: &Tls) -> TlsIr {
     }
 }
 
-/// `services.*.tls.client_cert_env` and `client_key_env`: both or neither.
-pub(super) fn check_client_cert(
-    cx: &mut Ctx<'_>,
-    at: &SpecPath,
-    t: &UpstreamTls,
-) -> Option<(String, String)> {
-    match (&t.client_cert_env, &t.client_key_env) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => {
-            let ok = cx
-                .check(&at.key("client_cert_env"), values::env_name(cert))
-                .is_some()
-                & cx.check(&at.key("client_key_env"), values::env_name(key))
-                    .is_some();
-            if cert == key {
-                cx.error(
-                    &at.key("client_key_env"),
-                    problem(
-                        "the client certificate and its key are read from the same variable",
-                        "name one variable for the certificate chain file and another for the key file",
-                    ),
-                );
-            }
-            ok.then(|| (cert.clone(), key.clone()))
-        }
-        (Some(_), None) => {
-            cx.error(
-                &at.key("client_cert_env"),
-                problem(
-                    "a client certificate without its key",
-                    "add `client_key_env`: the variable naming the PEM private key file",
-                ),
-            );
-            None
-        }
-        (None, Some(_)) => {
-            cx.error(
-                &at.key("client_key_env"),
-                problem(
-                    "a client key without its certificate",
-                    "add `client_cert_env`: the variable naming the PEM certificate chain file",
-                ),
-            );
-            None
-        }
-    }
-}
-
-/// What one route asks of its callers.
-#[derive(Debug, Clone, Default)]
-pub struct RouteAuthIr {
-    /// A verified JWT is required.
-    pub jwt: bool,
-    /// One of these roles is required.
-    pub roles: Vec<String>,
-    /// HMAC service auth, when required.
-    pub service: Option<RouteServiceIr>,
-    /// `X-Service-Token` secret variable, when required.
-    pub service_token_env: Option<String>,
-}
-
-/// A route's HMAC requirements.
-#[derive(Debug, Clone)]
-pub struct RouteServiceIr {
-    /// Admitted callers.
-    pub callers: Vec<String>,
-    /// v1 signatures accepted.
-    pub v1: bool,
-    /// v2 signatures accepted.
-    pub v2: bool,
-    /// The legacy shared secret accepted.
-    pub shared_secret: bool,
-    /// A client certificate naming an admitted caller is enough.
-    pub mtls: bool,
-}
-
-impl RouteAuthIr {
-    /// A short description for the route table.
-    pub fn describe(&self) -> String {
-        // In the order the steps run: token, HMAC, JWT, roles.
-        let mut parts = Vec::new();
-        if self.service_token_env.is_some() {
-            parts.push("service-token".to_owned());
-        }
-        if let Some(s) = &self.service {
-            let mut v = Vec::new();
-            if s.v1 {
-                v.push("v1");
-            }
-            if s.v2 {
-                v.push("v2");
-            }
-            let shared = if s.shared_secret { "+shared" } else { "" };
-            let how = match (v.is_empty(), s.mtls) {
-                (true, _) => "mtls".to_owned(),
-                (false, true) => format!("mtls|hmac {}{shared}", v.join(",")),
-                (false, false) => format!("hmac {}{shared}", v.join(",")),
-            };
-            parts.push(format!("{how} callers={}", s.callers.join("|")));
-        }
-        if self.jwt {
-            parts.push(if self.roles.is_empty() {
-                "jwt".to_owned()
-            } else {
-                format!("jwt roles={}", self.roles.join("|"))
-            });
-        }
-        if parts.is_empty() {
-            "public".into()
-        } else {
-            parts.join(" + ")
-        }
-    }
-}
-
 /// Leeway and windows may be zero, unlike timeouts.
-fn seconds(s: &str, max_s: u64) -> Result<u64, Problem> {
+pub(super) fn seconds(s: &str, max_s: u64) -> Result<u64, Problem> {
     let ms = if s == "0s" || s == "0" {
         0
     } else {
         values::duration_ms(s)?
     };
     if ms % 1000 != 0 {
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{s}` is not whole seconds"),
             "use seconds, e.g. `30s`",
         ));
     }
     if ms / 1000 > max_s {
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{s}` is longer than the allowed {max_s}s"),
             format!("use at most `{max_s}s`"),
         ));
@@ -287,7 +95,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
     if j.algorithms.is_empty() {
         cx.error(
             &at.key("algorithms"),
-            problem(
+            Problem::new(
                 "the algorithm allow-list is empty",
                 "list the algorithms tokens are signed with, e.g. `[HS256]`",
             ),
@@ -299,7 +107,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         if a.eq_ignore_ascii_case("none") {
             cx.error(
                 &at,
-                problem(
+                Problem::new(
                     "`none` is never accepted: unsigned tokens prove nothing",
                     "remove it",
                 ),
@@ -307,7 +115,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         } else if !ALGORITHMS.contains(&a.as_str()) {
             cx.error(
                 &at,
-                problem(
+                Problem::new(
                     format!("algorithm `{a}` is not in the supported allow-list"),
                     format!("use one of {}", ALGORITHMS.join(", ")),
                 ),
@@ -315,7 +123,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         } else if seen.contains(&a.as_str()) {
             cx.error(
                 &at,
-                problem(format!("`{a}` is listed twice"), "list each algorithm once"),
+                Problem::new(format!("`{a}` is listed twice"), "list each algorithm once"),
             );
         }
         seen.push(a);
@@ -338,14 +146,14 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
     match (&j.secret_env, hs) {
         (None, true) => cx.error(
             &at.key("algorithms"),
-            problem(
+            Problem::new(
                 "HS256 is allowed but no `secret_env` names its secret",
                 "add `secret_env: JWT_SECRET` (the variable holding the secret)",
             ),
         ),
         (Some(_), false) => cx.error(
             &at.key_name("secret_env"),
-            problem(
+            Problem::new(
                 "`secret_env` is set but HS256 is not allowed",
                 "add HS256 to `algorithms`, or remove `secret_env`",
             ),
@@ -355,22 +163,22 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
     match (&j.public_key_env, &j.jwks_env, asym.is_empty()) {
         (None, None, false) => cx.error(
             &at.key("algorithms"),
-            problem(
+            Problem::new(
                 format!("{} needs a public key but neither `public_key_env` nor `jwks_env` is set", asym.join(", ")),
                 "name the variable holding the PEM file path (`public_key_env`) or the JWKS file path (`jwks_env`)",
             ),
         ),
         (Some(_), Some(_), _) => cx.error(
             &at.key_name("jwks_env"),
-            problem("both `public_key_env` and `jwks_env` are set", "use one source of public keys"),
+            Problem::new("both `public_key_env` and `jwks_env` are set", "use one source of public keys"),
         ),
         (Some(_), None, true) | (None, Some(_), true) => cx.error(
             &at.key("algorithms"),
-            problem("a public key is configured but no asymmetric algorithm is allowed", "add RS256, ES256 or EdDSA to `algorithms`, or remove the key"),
+            Problem::new("a public key is configured but no asymmetric algorithm is allowed", "add RS256, ES256 or EdDSA to `algorithms`, or remove the key"),
         ),
         (Some(_), None, false) if asym.len() > 1 => cx.error(
             &at.key_name("public_key_env"),
-            problem(
+            Problem::new(
                 format!("one PEM public key cannot verify {}", asym.join(" and ")),
                 "use a JWKS file (`jwks_env`) for several key types, or allow one algorithm",
             ),
@@ -389,7 +197,7 @@ pub(super) fn check_jwt(cx: &mut Ctx<'_>, j: &Jwt) -> JwtIr {
         if !ok {
             cx.error(
                 &at.key("cookie"),
-                problem(
+                Problem::new(
                     format!("`{c}` is not a cookie name"),
                     "use letters, digits, `-`, `_` and `.`",
                 ),
@@ -425,7 +233,7 @@ pub(super) fn check_service_auth(cx: &mut Ctx<'_>, s: &ServiceAuth) -> ServiceAu
     if window_s == 0 {
         cx.error(
             &at.key("window"),
-            problem("a zero window rejects every request", "use e.g. `60s`"),
+            Problem::new("a zero window rejects every request", "use e.g. `60s`"),
         );
     }
     for (name, env) in &s.callers {
@@ -442,7 +250,7 @@ pub(super) fn check_service_auth(cx: &mut Ctx<'_>, s: &ServiceAuth) -> ServiceAu
     if !(1_000..=10_000_000).contains(&nonce_cache) {
         cx.error(
             &at.key("nonce_cache"),
-            problem(
+            Problem::new(
                 format!("nonce cache size {nonce_cache} is out of range"),
                 "use between 1000 and 10000000 entries",
             ),
@@ -467,7 +275,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
     if p.roles.as_ref().is_some_and(Vec::is_empty) {
         cx.error(
             &at.key("roles"),
-            problem(
+            Problem::new(
                 "the role list is empty, so no caller could pass",
                 "list at least one role, or remove `roles`",
             ),
@@ -478,7 +286,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
         if s.callers.is_empty() {
             cx.error(
                 &sat.key("callers"),
-                problem(
+                Problem::new(
                     "the route admits no calling service",
                     "list the callers under `service_auth.callers`",
                 ),
@@ -492,7 +300,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
             if vs.is_empty() && s.mtls != Some(true) {
                 cx.error(
                     &sat.key("versions"),
-                    problem(
+                    Problem::new(
                         "no signature version is accepted",
                         "write `versions: [v2]`, `[v1]` or `[v1, v2]`, or add `mtls: true` to admit callers by client certificate only",
                     ),
@@ -503,7 +311,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
                 if v != "v1" && v != "v2" {
                     cx.error(
                         &at,
-                        problem(
+                        Problem::new(
                             format!("`{v}` is not a signature version"),
                             "use `v1` or `v2`",
                         ),
@@ -511,7 +319,7 @@ pub(super) fn check_policy_fields(cx: &mut Ctx<'_>, at: &SpecPath, p: &Policy) {
                 } else if vs[..i].contains(v) {
                     cx.error(
                         &at,
-                        problem(format!("`{v}` is listed twice"), "list each version once"),
+                        Problem::new(format!("`{v}` is listed twice"), "list each version once"),
                     );
                 }
             }
@@ -551,7 +359,7 @@ pub(super) fn check_roles_need_jwt(
         };
         cx.error(
             &at.key_name("roles"),
-            problem(
+            Problem::new(
                 message,
                 "remove `roles` to make the routes public, or set `auth: jwt` in this policy to require the role",
             ),
@@ -562,7 +370,7 @@ pub(super) fn check_roles_need_jwt(
         // but inherits its roles.
         cx.error(
             &at.key_name("auth"),
-            problem(
+            Problem::new(
                 format!("{which} sets `auth: none` but inherits `roles` from the `default` policy, and roles come from a verified JWT"),
                 "set `auth: jwt` in this policy, or move `roles` from `default` to the policies that need it",
             ),
@@ -592,7 +400,7 @@ pub(super) fn check_route_auth(
     if out.jwt && jwt.is_none() {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "this route requires a JWT but `gateway.jwt` is not configured",
                 "add `gateway.jwt` (algorithms, secret or key), or use `auth: none`",
             ),
@@ -604,7 +412,7 @@ pub(super) fn check_route_auth(
     let Some(sa) = sa else {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "this route requires HMAC service auth but `gateway.service_auth` is not configured",
                 "declare the callers and their secret variables under `gateway.service_auth.callers` (`service_auth: {}` when callers use mTLS only)",
             ),
@@ -616,7 +424,7 @@ pub(super) fn check_route_auth(
     if mtls && client_auth.is_none() {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "the route admits callers by client certificate, but `gateway.tls.client_auth` is not configured",
                 "configure `gateway.tls` with `client_auth` (client CAs and identities), or remove `mtls: true`",
             ),
@@ -641,7 +449,7 @@ pub(super) fn check_route_auth(
             let (message, help) = how.split_once("; ").unwrap_or((&how, ""));
             cx.error(
                 at,
-                problem(
+                Problem::new(
                     format!("the route admits `{c}`, but no secret is configured for it{message}"),
                     help.to_owned(),
                 ),
@@ -649,7 +457,7 @@ pub(super) fn check_route_auth(
         } else if mtls && !has_cert && versions.is_empty() {
             cx.error(
                 at,
-                problem(
+                Problem::new(
                     format!("the route admits `{c}` by client certificate only, but no certificate identity names it"),
                     format!("map an identity to `{c}` under `gateway.tls.client_auth.identities`"),
                 ),
@@ -659,7 +467,7 @@ pub(super) fn check_route_auth(
     if shared && sa.shared_secret_env.is_none() {
         cx.error(
             at,
-            problem(
+            Problem::new(
                 "the route accepts the shared secret, but none is configured",
                 "set `gateway.service_auth.shared_secret_env`",
             ),
@@ -673,110 +481,4 @@ pub(super) fn check_route_auth(
         mtls,
     });
     out
-}
-
-/// Checked `services.*.identity`.
-#[derive(Debug, Clone)]
-pub struct IdentityIr {
-    /// How requests are signed.
-    pub kind: crate::spec::IdentityKind,
-    /// The credential's variable (not for `none`).
-    pub secret_env: Option<String>,
-    /// Service-token lifetime in seconds (`jwt`).
-    pub ttl_s: u64,
-}
-
-impl IdentityIr {
-    /// For the route table.
-    pub fn describe(&self) -> String {
-        use crate::spec::IdentityKind as K;
-        let env = self.secret_env.as_deref().unwrap_or("");
-        match self.kind {
-            K::Hmac => format!("hmac v2 (${env})"),
-            K::HmacV1 => format!("hmac v1 (${env})"),
-            K::Jwt => format!("jwt {}s (${env})", self.ttl_s),
-            K::None => "UNSIGNED".into(),
-        }
-    }
-}
-
-/// `services.*.identity`: every upstream request carries a proof of the
-/// gateway's identity unless the spec says, visibly, that it does not; each
-/// signed kind names its own credential variable.
-pub(super) fn check_identity(
-    cx: &mut Ctx<'_>,
-    service: &str,
-    id: Option<&crate::spec::Identity>,
-) -> IdentityIr {
-    use crate::spec::IdentityKind as K;
-    let at = SpecPath::root().key("services").key(service);
-    let fallback = IdentityIr {
-        kind: K::None,
-        secret_env: None,
-        ttl_s: 300,
-    };
-    let Some(id) = id else {
-        cx.error(
-            &SpecPath::root().key("services").key_name(service),
-            problem(
-                format!("service `{service}` has no outbound identity"),
-                "add `identity: { kind: hmac, secret_env: <VAR> }` (or jwt, hmac-v1); `{ kind: none, unsigned: true }` sends unsigned requests",
-            ),
-        );
-        return fallback;
-    };
-    let at = at.key("identity");
-    match (id.kind, &id.secret_env) {
-        (K::None, Some(_)) => cx.error(
-            &at.key_name("secret_env"),
-            problem("an unsigned service has no credential", "remove `secret_env`, or choose a signed kind"),
-        ),
-        (K::None, None) if id.unsigned != Some(true) => cx.error(
-            &at.key("kind"),
-            problem(
-                "unsigned requests need an explicit opt-in",
-                "add `unsigned: true` to say that this service gets no proof of the gateway's identity",
-            ),
-        ),
-        (K::None, None) => {}
-        (_, None) => cx.error(
-            &at.key("kind"),
-            problem("a signed identity needs its credential variable", "add `secret_env: <VAR>` (the variable, or `<VAR>_FILE` naming a file)"),
-        ),
-        (_, Some(env)) => {
-            cx.check(&at.key("secret_env"), values::env_name(env));
-        }
-    }
-    if id.kind != K::None && id.unsigned.is_some() {
-        cx.error(
-            &at.key_name("unsigned"),
-            problem("`unsigned` only goes with `kind: none`", "remove it"),
-        );
-    }
-    let ttl_s = match (&id.ttl, id.kind) {
-        (Some(_), k) if k != K::Jwt => {
-            cx.error(
-                &at.key_name("ttl"),
-                problem("`ttl` is for service tokens (`kind: jwt`)", "remove it"),
-            );
-            300
-        }
-        (Some(t), _) => match cx.check(&at.key("ttl"), seconds(t, 300)) {
-            Some(0) => {
-                cx.error(
-                    &at.key("ttl"),
-                    problem("a zero lifetime", "use up to `300s`"),
-                );
-                300
-            }
-            Some(n) => n,
-            None => 300,
-        },
-        (None, _) => 300,
-    };
-    IdentityIr {
-        kind: id.kind,
-        secret_env: id.secret_env.clone().filter(|_| id.kind != K::None),
-        ttl_s,
-    }
 }

@@ -1,9 +1,10 @@
 //! `gateway.limits`: what one client may send, and what clients may make
 //! the gateway hold, gateway-wide.
 
-use super::pattern::Problem;
 use super::traffic::{parse_size, size_bytes};
 use super::Ctx;
+use crate::diag::Problem;
+use crate::ir::traffic::LimitsIr;
 use crate::spec::{Limits, SpecPath};
 
 /// The largest request head by default: 64 KiB (Envoy's default is 60 KiB).
@@ -17,21 +18,6 @@ pub const DEFAULT_MAX_HEADERS: u32 = 100;
 /// More fields than this is a typo (Envoy's hard ceiling is 10,000; a
 /// real request has a few dozen).
 pub const MAX_MAX_HEADERS: u32 = 1000;
-
-/// Resolved `gateway.limits`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct LimitsIr {
-    /// Largest request head, in bytes.
-    pub max_head: u64,
-    /// Most header fields in a request.
-    pub max_headers: u32,
-    /// Least average rate of a streamed request body, bytes per second.
-    pub min_body_rate: u64,
-    /// Buffered request-body bytes, all clients together.
-    pub body_buffer: u64,
-    /// The share of `body_buffer` one client address or connection may hold.
-    pub body_buffer_per_client: u64,
-}
 
 /// Each limit falls back to its default, so a bad value gives one error
 /// and the rest of the spec is still checked.
@@ -74,12 +60,9 @@ fn check_body_buffer(cx: &mut Ctx<'_>, at: &SpecPath, l: &Limits) -> (u64, u64, 
     if per_client > total {
         cx.error(
             &at.key("body_buffer_per_client"),
-            Problem {
-                message: format!(
+            Problem::new(format!(
                     "the per-client share ({per_client} bytes) is larger than `body_buffer` ({total} bytes)"
-                ),
-                help: "make `body_buffer_per_client` at most `body_buffer`, so one client cannot take the whole budget".into(),
-            },
+                ), "make `body_buffer_per_client` at most `body_buffer`, so one client cannot take the whole budget"),
         );
     }
     (rate, total, per_client)
@@ -93,10 +76,10 @@ pub fn max_head(s: &str) -> Result<u64, Problem> {
     if (MIN_MAX_HEAD..=MAX_MAX_HEAD).contains(&bytes) {
         Ok(bytes)
     } else {
-        Err(Problem {
-            message: format!("a request head limit of `{s}` is out of range"),
-            help: "use between 8KiB and 1MiB; the default is 64KiB".into(),
-        })
+        Err(Problem::new(
+            format!("a request head limit of `{s}` is out of range"),
+            "use between 8KiB and 1MiB; the default is 64KiB",
+        ))
     }
 }
 
@@ -106,9 +89,9 @@ pub fn max_headers(n: u32) -> Result<u32, Problem> {
     if (1..=MAX_MAX_HEADERS).contains(&n) {
         Ok(n)
     } else {
-        Err(Problem {
-            message: format!("a limit of {n} header fields is out of range"),
-            help: "use between 1 and 1000; the default is 100".into(),
-        })
+        Err(Problem::new(
+            format!("a limit of {n} header fields is out of range"),
+            "use between 1 and 1000; the default is 100",
+        ))
     }
 }

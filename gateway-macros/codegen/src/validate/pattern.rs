@@ -5,141 +5,13 @@
 //! that matches the path itself, the path with a trailing slash and
 //! anything below it, at a segment boundary only.
 
-/// A parsed route pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern {
-    /// Segments after the leading `/`.
-    pub segments: Vec<Seg>,
-    /// `true` for `/prefix*`.
-    pub prefix: bool,
-    /// The pattern ends with `/` (and is not a prefix route).
-    pub trailing_slash: bool,
-}
-
-/// One pattern segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Seg {
-    /// Matched literally.
-    Lit(String),
-    /// `{name}`: exactly one non-empty segment.
-    Param(String),
-    /// `{*name}`: the rest of the path, one or more bytes.
-    CatchAll(String),
-}
-
-/// A pattern or template error: what is wrong, and the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// One sentence.
-    pub message: String,
-    /// The fix.
-    pub help: String,
-}
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
-}
-
-impl Pattern {
-    /// Names of `{name}` and `{*name}` parameters in path order.
-    pub fn params(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().filter_map(|s| match s {
-            Seg::Param(n) | Seg::CatchAll(n) => Some(n.as_str()),
-            Seg::Lit(_) => None,
-        })
-    }
-
-    /// Where the forwarded rest starts, counted in path segments: the
-    /// segment of a `{*name}` catch-all, or the first segment below a
-    /// prefix route's base. `None` for exact routes.
-    pub fn rest_segment(&self) -> Option<usize> {
-        if self.prefix {
-            return Some(self.segments.len());
-        }
-        match self.segments.last() {
-            Some(Seg::CatchAll(_)) => Some(self.segments.len() - 1),
-            _ => None,
-        }
-    }
-
-    /// The paths inserted into the matchit router for this pattern, each
-    /// with its [`Tier`]. Parameters are renamed by position (`{p0}`) since
-    /// dispatch reads them by position, never by name.
-    ///
-    /// A catch-all (and a prefix route's "anything below") is inserted as a
-    /// one-segment parameter plus a catch-all below it, never as a bare
-    /// catch-all: matchit cannot hold `{param}` and `{*rest}` at the same
-    /// position, while the contract ranks them (static > param > rest). The
-    /// parameter leaf is [`Tier::Rest`], so a real `{param}` route at the
-    /// same leaf wins it.
-    pub fn router_paths(&self) -> Vec<(String, Tier)> {
-        let mut base = String::new();
-        let mut n = 0;
-        for seg in &self.segments {
-            match seg {
-                Seg::Lit(l) => {
-                    base.push('/');
-                    base.push_str(&escape(l));
-                }
-                Seg::Param(_) => {
-                    base.push_str(&format!("/{{p{n}}}"));
-                    n += 1;
-                }
-                Seg::CatchAll(_) => {}
-            }
-        }
-        let below = |base: &str| {
-            vec![
-                (format!("{base}/{{p{n}}}"), Tier::Rest),
-                (format!("{base}/{{p{n}}}/"), Tier::Rest),
-                (format!("{base}/{{p{n}}}/{{*p{}}}", n + 1), Tier::Rest),
-            ]
-        };
-        if self.prefix {
-            let mut v = if base.is_empty() {
-                vec![("/".to_owned(), Tier::Exact)]
-            } else {
-                vec![
-                    (base.clone(), Tier::Exact),
-                    (format!("{base}/"), Tier::Exact),
-                ]
-            };
-            v.extend(below(&base));
-            return v;
-        }
-        if matches!(self.segments.last(), Some(Seg::CatchAll(_))) {
-            return below(&base);
-        }
-        if base.is_empty() || self.trailing_slash {
-            base.push('/');
-        }
-        vec![(base, Tier::Exact)]
-    }
-}
-
-/// How a router path was produced: where two routes share a path, the
-/// more specific tier wins it outright (no fall-back on method).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Tier {
-    /// The route's own literal and `{param}` segments.
-    Exact,
-    /// The first segment(s) of a catch-all or prefix rest.
-    Rest,
-}
-
-/// matchit treats `{` and `}` specially; literals never contain them (they
-/// are rejected), so escaping is the identity, kept for clarity.
-fn escape(lit: &str) -> String {
-    lit.replace('{', "{{").replace('}', "}}")
-}
+pub use crate::diag::Problem;
+pub use crate::ir::pattern::{Part, Pattern, Seg, Tier};
 
 /// Parses a route pattern.
 pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
     let Some(body) = s.strip_prefix('/') else {
-        return Err(problem(
+        return Err(Problem::new(
             format!("route path `{s}` does not start with `/`"),
             "write the path as the client sends it, starting with `/`",
         ));
@@ -150,7 +22,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
     };
     if prefix && body.ends_with('/') {
         let base = s.trim_end_matches('*').trim_end_matches('/');
-        return Err(problem(
+        return Err(Problem::new(
             format!("prefix route `{s}` has a `/` before its `*`"),
             format!("write `{base}*`: a prefix route matches `{base}`, `{base}/` and everything below, at segment boundaries"),
         ));
@@ -170,7 +42,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
         }
     }
     if matches!(segments.last(), Some(Seg::CatchAll(_))) && trailing_slash {
-        return Err(problem(
+        return Err(Problem::new(
             format!("route `{s}` has a `/` after its catch-all"),
             "a catch-all `{*name}` is the last thing in a path",
         ));
@@ -179,7 +51,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
     for seg in &segments {
         if let Seg::Param(n) | Seg::CatchAll(n) = seg {
             if seen.contains(&n.as_str()) {
-                return Err(problem(
+                return Err(Problem::new(
                     format!("route `{s}` uses the parameter `{n}` twice"),
                     "give each parameter its own name",
                 ));
@@ -196,7 +68,7 @@ pub fn parse_pattern(s: &str) -> Result<Pattern, Problem> {
 
 fn parse_segment(path: &str, part: &str, last: bool) -> Result<Seg, Problem> {
     if part.is_empty() {
-        return Err(problem(
+        return Err(Problem::new(
             format!("route `{path}` has an empty segment (`//`)"),
             "remove the doubled `/`",
         ));
@@ -205,7 +77,7 @@ fn parse_segment(path: &str, part: &str, last: bool) -> Result<Seg, Problem> {
         if let Some(name) = inner.strip_prefix('*') {
             check_param_name(path, name)?;
             if !last {
-                return Err(problem(
+                return Err(Problem::new(
                     format!("catch-all `{{*{name}}}` in `{path}` is not the last segment"),
                     "move the catch-all to the end, or use `{name}` for a single segment",
                 ));
@@ -216,7 +88,7 @@ fn parse_segment(path: &str, part: &str, last: bool) -> Result<Seg, Problem> {
         return Ok(Seg::Param(inner.to_owned()));
     }
     if part.contains('{') || part.contains('}') {
-        return Err(problem(
+        return Err(Problem::new(
             format!("segment `{part}` of `{path}` mixes a parameter with text"),
             "a parameter is a whole segment: `/{id}`, not `/item-{id}`",
         ));
@@ -234,7 +106,7 @@ fn check_param_name(path: &str, name: &str) -> Result<(), Problem> {
     if ok {
         Ok(())
     } else {
-        Err(problem(
+        Err(Problem::new(
             format!("parameter name `{name}` in `{path}` is not an identifier"),
             "name parameters with letters, digits and `_`, e.g. `{conv_id}`",
         ))
@@ -248,7 +120,7 @@ fn check_literal(path: &str, seg: &str) -> Result<(), Problem> {
     // `..;v` is `..` to servers that strip path parameters (Tomcat, Spring).
     let head = seg.split(';').next().unwrap_or(seg);
     if head == "." || head == ".." {
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{path}` contains a `{seg}` segment"),
             "requests with dot segments are rejected before matching; remove it",
         ));
@@ -258,34 +130,21 @@ fn check_literal(path: &str, seg: &str) -> Result<(), Problem> {
         .find(|&c| !(c.is_ascii_alphanumeric() || "-._~!$&'()+,;=:@".contains(c)));
     match bad {
         None => Ok(()),
-        Some('*') => Err(problem(
+        Some('*') => Err(Problem::new(
             format!("`*` inside `{path}` is only allowed at the very end"),
             "end the path with `*` for a prefix route, or use `{*rest}`",
         )),
-        Some(c) => Err(problem(
+        Some(c) => Err(Problem::new(
             format!("`{path}` contains the character {c:?}, which is not allowed in a route path"),
             "use letters, digits and `-._~!$&'()+,;=:@` in literal segments",
         )),
     }
 }
 
-/// One piece of an upstream path template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Part {
-    /// Copied as is.
-    Lit(String),
-    /// The n-th `{name}` parameter, raw as received.
-    Param(usize),
-    /// The `{*name}` catch-all's value, raw: `a/b` (no leading slash).
-    Rest,
-    /// What follows a prefix route's base: ``, `/` or `/...`.
-    Suffix,
-}
-
 /// Parses an upstream template against its route's pattern.
 pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> {
     if !t.starts_with('/') {
-        return Err(problem(
+        return Err(Problem::new(
             format!("upstream path `{t}` does not start with `/`"),
             "write the path the upstream expects, starting with `/`",
         ));
@@ -295,7 +154,7 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
         _ => (t, false),
     };
     if suffix && !pattern.prefix {
-        return Err(problem(
+        return Err(Problem::new(
             format!("upstream `{t}` ends in `*` but the route is not a prefix route"),
             "end the route path with `*` too, or remove the `*`",
         ));
@@ -313,7 +172,7 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
                 None => (inner, false),
             };
             let Some(pos) = names.iter().position(|n| *n == name) else {
-                return Err(problem(
+                return Err(Problem::new(
                     format!(
                         "upstream `{t}` uses `{{{inner}}}`, which the route path does not capture"
                     ),
@@ -333,13 +192,13 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
                 } else {
                     format!("{{{name}}}")
                 };
-                return Err(problem(
+                return Err(Problem::new(
                     format!("upstream `{t}` writes `{{{inner}}}`, but the route captures it as `{want}`"),
                     format!("write `{want}` in the upstream path"),
                 ));
             }
             if catch_all && !last {
-                return Err(problem(
+                return Err(Problem::new(
                     format!("catch-all `{{*{name}}}` in upstream `{t}` is not the last segment"),
                     "move the catch-all to the end of the upstream path",
                 ));
@@ -353,13 +212,13 @@ pub fn parse_template(t: &str, pattern: &Pattern) -> Result<Vec<Part>, Problem> 
             continue;
         }
         if seg.contains('{') || seg.contains('}') {
-            return Err(problem(
+            return Err(Problem::new(
                 format!("segment `{seg}` of upstream `{t}` mixes a parameter with text"),
                 "a parameter is a whole segment: `/{id}`, not `/item-{id}`",
             ));
         }
         if seg.is_empty() && !last {
-            return Err(problem(
+            return Err(Problem::new(
                 format!("upstream `{t}` has an empty segment (`//`)"),
                 "remove the doubled `/`",
             ));

@@ -1,8 +1,9 @@
 //! Rules about the route table as a whole: it routes something, and every
 //! declared service is reached by some route.
 
-use super::pattern::Problem;
-use super::{Ctx, RouteIr, ServiceIr};
+use super::Ctx;
+use crate::diag::Problem;
+use crate::ir::{RouteIr, ServiceIr};
 use crate::spec::{Spec, SpecPath};
 
 /// A gateway without routes answers 404 to everything but `/health`. It
@@ -14,12 +15,7 @@ pub(super) fn check_not_empty(cx: &mut Ctx<'_>, spec: &Spec) {
     if spec.routes.is_empty() {
         cx.error(
             &SpecPath::root().key_name("routes"),
-            Problem {
-                message: "the route table is empty, so the gateway would answer 404 to every request"
-                    .into(),
-                help: "add a route under `routes:`, e.g. `- { path: /api/orders, service: orders, upstream: /orders }`"
-                    .into(),
-            },
+            Problem::new("the route table is empty, so the gateway would answer 404 to every request", "add a route under `routes:`, e.g. `- { path: /api/orders, service: orders, upstream: /orders }`"),
         );
     }
 }
@@ -46,13 +42,13 @@ pub(super) fn check_unused_services(
     for (s, _) in services.iter().zip(used).filter(|(_, used)| !used) {
         cx.warn(
             &SpecPath::root().key("services").key_name(&s.name),
-            Problem {
-                message: format!("service `{}` is declared but no route uses it", s.name),
-                help: format!(
+            Problem::new(
+                format!("service `{}` is declared but no route uses it", s.name),
+                format!(
                     "route to it with `service: {}`, or remove it from `services:`",
                     s.name
                 ),
-            },
+            ),
         );
     }
 }

@@ -1,61 +1,21 @@
 //! Traffic rules (contract §7): rate limits, CORS, body limits.
 
-use super::pattern::Problem;
 use super::{values, Ctx};
+use crate::diag::Problem;
+use crate::ir::traffic::{CorsIr, RateLimitIr, RetriesIr};
 use crate::spec::{Cors, RateKey, RateLimit, Retries, SpecPath};
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
-}
-
-/// A checked rate limit.
-#[derive(Debug, Clone)]
-pub struct RateLimitIr {
-    /// Requests per window.
-    pub count: u32,
-    /// Window in seconds.
-    pub window_s: u64,
-    /// Bucket size.
-    pub burst: u32,
-    /// What a bucket belongs to.
-    pub key: RateKey,
-    /// The policy name in headers.
-    pub name: String,
-}
-
-/// A checked CORS policy.
-#[derive(Debug, Clone)]
-pub struct CorsIr {
-    /// Exact origins; empty when any origin is allowed.
-    pub origins: Vec<String>,
-    /// `*`.
-    pub any: bool,
-    /// Allowed methods (`None`: the route's).
-    pub methods: Option<Vec<String>>,
-    /// Allowed request headers.
-    pub headers: Vec<String>,
-    /// Exposed response headers.
-    pub expose: Vec<String>,
-    /// Credentials allowed.
-    pub credentials: bool,
-    /// Preflight cache seconds.
-    pub max_age_s: u64,
-}
 
 /// `100/min` -> (100, 60).
 pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
     let help = "write a count per unit: `100/min`, `10/s`, `5000/h`";
     let (n, unit) = s
         .split_once('/')
-        .ok_or_else(|| problem(format!("`{s}` is not a rate"), help))?;
+        .ok_or_else(|| Problem::new(format!("`{s}` is not a rate"), help))?;
     let n = n.trim();
     let n: u32 = n.parse().map_err(|_| {
         // All digits, yet no u32: the count is simply too large.
         if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-            problem(
+            Problem::new(
                 format!("the count {n} in `{s}` is too large for a rate limit"),
                 format!(
                     "use a count of at most {} per unit, e.g. `{}/s`, or remove `rate_limit` for no limit",
@@ -64,7 +24,7 @@ pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
                 ),
             )
         } else {
-            problem(format!("`{s}` is not a rate"), help)
+            Problem::new(format!("`{s}` is not a rate"), help)
         }
     })?;
     let window = match unit.trim() {
@@ -72,10 +32,10 @@ pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
         "m" | "min" | "minute" => 60,
         "h" | "hour" => 3600,
         "d" | "day" => 86_400,
-        _ => return Err(problem(format!("`{s}` has an unknown unit"), help)),
+        _ => return Err(Problem::new(format!("`{s}` has an unknown unit"), help)),
     };
     if n == 0 {
-        return Err(problem(
+        return Err(Problem::new(
             "a rate of zero admits nothing",
             "use a positive count",
         ));
@@ -87,7 +47,7 @@ pub fn parse_rate(s: &str) -> Result<(u32, u64), Problem> {
 pub fn parse_size(s: &str) -> Result<u64, Problem> {
     let bytes = size_bytes(s)?;
     if bytes == 0 || bytes > 1 << 30 {
-        return Err(problem(
+        return Err(Problem::new(
             format!("body limit `{s}` is out of range"),
             "use between 1 byte and 1GiB",
         ));
@@ -102,7 +62,7 @@ pub fn size_bytes(s: &str) -> Result<u64, Problem> {
     let (n, unit) = s.split_at(digits);
     let n: u64 = n
         .parse()
-        .map_err(|_| problem(format!("`{s}` is not a size"), help))?;
+        .map_err(|_| Problem::new(format!("`{s}` is not a size"), help))?;
     let scale = match unit {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -111,7 +71,7 @@ pub fn size_bytes(s: &str) -> Result<u64, Problem> {
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        _ => return Err(problem(format!("`{s}` has an unknown unit"), help)),
+        _ => return Err(Problem::new(format!("`{s}` has an unknown unit"), help)),
     };
     Ok(n.saturating_mul(scale))
 }
@@ -175,7 +135,7 @@ pub(super) fn check_rate_limit(
     if burst == 0 {
         cx.error(
             &at.key("burst"),
-            problem("a burst of zero admits nothing", "use at least 1"),
+            Problem::new("a burst of zero admits nothing", "use at least 1"),
         );
     }
     let name = r.name.clone().unwrap_or_else(|| default_name.to_owned());
@@ -186,7 +146,7 @@ pub(super) fn check_rate_limit(
     {
         cx.error(
             &at.key("name"),
-            problem(
+            Problem::new(
                 format!("`{name}` cannot be a policy name in a header"),
                 "use letters, digits, `-`, `_`, `.`",
             ),
@@ -215,13 +175,13 @@ pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<Co
     if c.origins.is_empty() {
         cx.error(
             &at.key("origins"),
-            problem("no origin is allowed", "list origins, or `[\"*\"]` for any"),
+            Problem::new("no origin is allowed", "list origins, or `[\"*\"]` for any"),
         );
     }
     if any && c.origins.len() > 1 {
         cx.error(
             &at.key("origins"),
-            problem(
+            Problem::new(
                 "`*` already allows every origin",
                 "use `[\"*\"]` alone, or list exact origins",
             ),
@@ -234,7 +194,7 @@ pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<Co
         if !ok {
             cx.error(
                 &at.key("origins").index(i),
-                problem(
+                Problem::new(
                     format!("`{o}` is not an origin"),
                     "write `scheme://host[:port]` with no path, e.g. `https://app.example.com`",
                 ),
@@ -245,7 +205,7 @@ pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<Co
     if any && credentials {
         cx.error(
             &at.key_name("credentials"),
-            problem(
+            Problem::new(
                 "a wildcard origin cannot allow credentials",
                 "list the exact origins that may send credentials, or set `credentials: false`",
             ),
@@ -261,7 +221,7 @@ pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<Co
             if !token_ok(h) {
                 cx.error(
                     &at.key(field).index(i),
-                    problem(
+                    Problem::new(
                         format!("`{h}` is not a header name"),
                         "use the header's name, e.g. `Content-Type`",
                     ),
@@ -286,27 +246,6 @@ pub(super) fn check_cors(cx: &mut Ctx<'_>, at: &SpecPath, c: &Cors) -> Option<Co
         credentials,
         max_age_s,
     })
-}
-
-/// Checked retries.
-#[derive(Debug, Clone)]
-pub struct RetriesIr {
-    /// Attempts in all.
-    pub attempts: u32,
-    /// Retried statuses.
-    pub on: Vec<u16>,
-    /// Per-try timeout in ms.
-    pub per_try_ms: Option<u64>,
-    /// First backoff in ms.
-    pub backoff_ms: u64,
-    /// Longest backoff in ms.
-    pub max_backoff_ms: u64,
-    /// Budget percent.
-    pub budget: u32,
-    /// Floor per second.
-    pub min_per_second: u32,
-    /// Retry POST and PATCH.
-    pub non_idempotent: bool,
 }
 
 /// Retries' IR, without diagnostics.
@@ -337,7 +276,7 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
     if !(2..=10).contains(&r.attempts) {
         cx.error(
             &at.key("attempts"),
-            problem(
+            Problem::new(
                 format!("{} attempts is out of range", r.attempts),
                 "use 2 to 10 attempts in all",
             ),
@@ -347,7 +286,7 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
         if !(*s >= 500 && *s <= 599 || *s == 408 || *s == 429) {
             cx.error(
                 &at.key("on").index(i),
-                problem(
+                Problem::new(
                     format!("status {s} is not worth retrying"),
                     "retry 5xx, 408 or 429 only",
                 ),
@@ -369,7 +308,7 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
         if b > m {
             cx.error(
                 &at.key("max_backoff"),
-                problem(
+                Problem::new(
                     "`max_backoff` is shorter than `backoff`",
                     "the first backoff doubles up to `max_backoff`: make it at least `backoff`",
                 ),
@@ -380,7 +319,7 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
         if n > 1000 {
             cx.error(
                 &at.key("min_per_second"),
-                problem(
+                Problem::new(
                     format!("{n} retries per second is not a floor but no budget"),
                     "use 0 to 1000; the budget is what keeps retries from multiplying an outage",
                 ),
@@ -391,7 +330,7 @@ pub(super) fn check_retries(cx: &mut Ctx<'_>, at: &SpecPath, r: &Retries) {
         if !(1..=100).contains(&b) {
             cx.error(
                 &at.key("budget"),
-                problem(
+                Problem::new(
                     format!("a budget of {b}% is out of range"),
                     "use 1 to 100 (percent of requests)",
                 ),

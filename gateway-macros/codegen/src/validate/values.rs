@@ -1,14 +1,8 @@
 //! Scalar values: durations, methods, environment variable names, URLs,
 //! addresses. Each parser returns the fix along with the problem.
 
-use super::pattern::Problem;
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
-}
+use crate::diag::Problem;
+use crate::ir::methods::METHODS;
 
 /// Longest duration accepted anywhere: a day. Longer values are typos.
 const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
@@ -23,40 +17,26 @@ pub fn duration_ms(s: &str) -> Result<u64, Problem> {
         "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => return Err(problem(format!("`{s}` is not a duration"), help)),
+        _ => return Err(Problem::new(format!("`{s}` is not a duration"), help)),
     };
     let n: u64 = num
         .parse()
-        .map_err(|_| problem(format!("`{s}` is not a duration"), help))?;
+        .map_err(|_| Problem::new(format!("`{s}` is not a duration"), help))?;
     let ms = n.saturating_mul(scale);
     if ms == 0 {
-        return Err(problem(
+        return Err(Problem::new(
             format!("duration `{s}` is zero"),
             "use a positive duration",
         ));
     }
     if ms > MAX_DURATION_MS {
-        return Err(problem(
+        return Err(Problem::new(
             format!("duration `{s}` is longer than a day"),
             "use at most `24h`",
         ));
     }
     Ok(ms)
 }
-
-/// The methods a route may list, in `Allow` order, with their bits.
-pub const METHODS: [(&str, u16); 7] = [
-    ("GET", 1),
-    ("HEAD", 2),
-    ("POST", 4),
-    ("PUT", 8),
-    ("PATCH", 16),
-    ("DELETE", 32),
-    ("OPTIONS", 64),
-];
-
-/// Every standard method: the default for a route that lists none.
-pub const ALL_METHODS: u16 = 127;
 
 /// Parses one method name into its bit.
 pub fn method_bit(m: &str) -> Result<u16, Problem> {
@@ -65,18 +45,18 @@ pub fn method_bit(m: &str) -> Result<u16, Problem> {
     }
     let upper = m.to_ascii_uppercase();
     if METHODS.iter().any(|(name, _)| *name == upper) {
-        return Err(problem(
+        return Err(Problem::new(
             format!("method `{m}` is not upper case"),
             format!("write `{upper}`: methods are case-sensitive"),
         ));
     }
     if upper == "CONNECT" || upper == "TRACE" {
-        return Err(problem(
+        return Err(Problem::new(
             format!("the gateway does not proxy `{upper}`"),
             "CONNECT opens tunnels and TRACE reflects headers; neither belongs behind an API gateway",
         ));
     }
-    Err(problem(
+    Err(Problem::new(
         format!("`{m}` is not an HTTP method the gateway routes"),
         "use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
     ))
@@ -147,7 +127,7 @@ pub fn client_header(name: &str) -> Result<String, Problem> {
     if lower.contains('_') {
         // CGI-style servers read `_` as `-`: such spellings are always
         // stripped, so that one header cannot pose as another.
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{name}`: names with `_` never reach an upstream"),
             format!(
                 "write the name with `-` (`{}`); only these may be allowed: {all}",
@@ -159,7 +139,7 @@ pub fn client_header(name: &str) -> Result<String, Problem> {
         || lower.starts_with("x-forwarded-")
         || lower.starts_with("x-internal-");
     if owned {
-        return Err(problem(
+        return Err(Problem::new(
             format!("`{name}` belongs to the gateway and can never come from a client"),
             format!(
                 "the gateway sets or strips it on every route, so upstreams can trust it; \
@@ -167,7 +147,7 @@ pub fn client_header(name: &str) -> Result<String, Problem> {
             ),
         ));
     }
-    Err(problem(
+    Err(Problem::new(
         format!("`{name}` is not a header the gateway strips by default"),
         format!("it already reaches the upstream; list only some of: {all}"),
     ))
@@ -190,12 +170,12 @@ pub fn env_name(s: &str) -> Result<(), Problem> {
     // (`:`, `/`, `.`, `-`, spaces) is a value pasted where a name belongs.
     let looks_like_name = s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if looks_like_name {
-        return Err(problem(
+        return Err(Problem::new(
             "environment variable names here are upper case",
             "write the name in upper case letters, digits and `_` (e.g. `ORCHESTRATION_URL`)",
         ));
     }
-    Err(problem(
+    Err(Problem::new(
         "this is not an environment variable name; it looks like a literal value",
         "name the variable that holds the value (e.g. `ORCHESTRATION_URL`); values and secrets never go in gateway.yaml",
     ))
@@ -207,9 +187,9 @@ pub fn base_url(s: &str) -> Result<(), Problem> {
     let help = "write `http://host:port` or `https://host`, optionally with a path prefix";
     let (scheme, rest) = s
         .split_once("://")
-        .ok_or_else(|| problem(format!("`{s}` is not a URL"), help))?;
+        .ok_or_else(|| Problem::new(format!("`{s}` is not a URL"), help))?;
     if scheme != "http" && scheme != "https" {
-        return Err(problem(
+        return Err(Problem::new(
             format!("URL scheme `{scheme}` is not http or https"),
             help,
         ));
@@ -219,13 +199,16 @@ pub fn base_url(s: &str) -> Result<(), Problem> {
         None => (rest, ""),
     };
     if authority.contains('@') {
-        return Err(problem(
+        return Err(Problem::new(
             "the URL carries credentials",
             "credentials come from the service's identity settings, never from the URL",
         ));
     }
     if rest.contains('?') || rest.contains('#') {
-        return Err(problem(format!("URL `{s}` has a query or fragment"), help));
+        return Err(Problem::new(
+            format!("URL `{s}` has a query or fragment"),
+            help,
+        ));
     }
     // `[v6]:port`, `[v6]`, `host:port` or `host`.
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -233,9 +216,9 @@ pub fn base_url(s: &str) -> Result<(), Problem> {
             Some((h, "")) => (h, None),
             Some((h, p)) => match p.strip_prefix(':') {
                 Some(p) => (h, Some(p)),
-                None => return Err(problem(format!("URL `{s}` has no valid host"), help)),
+                None => return Err(Problem::new(format!("URL `{s}` has no valid host"), help)),
             },
-            None => return Err(problem(format!("URL `{s}` has no valid host"), help)),
+            None => return Err(Problem::new(format!("URL `{s}` has no valid host"), help)),
         }
     } else {
         match authority.split_once(':') {
@@ -252,18 +235,18 @@ pub fn base_url(s: &str) -> Result<(), Problem> {
                 .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
         };
     if !host_ok {
-        return Err(problem(format!("URL `{s}` has no valid host"), help));
+        return Err(Problem::new(format!("URL `{s}` has no valid host"), help));
     }
     if let Some(p) = port {
         if p.parse::<u16>().map_or(true, |n| n == 0) {
-            return Err(problem(
+            return Err(Problem::new(
                 format!("URL `{s}` has an invalid port `{p}`"),
                 help,
             ));
         }
     }
     if path.contains("//") || path.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err(problem(format!("URL `{s}` has an unclean path"), help));
+        return Err(Problem::new(format!("URL `{s}` has an unclean path"), help));
     }
     Ok(())
 }
@@ -271,7 +254,7 @@ pub fn base_url(s: &str) -> Result<(), Problem> {
 /// `host:port` to listen on.
 pub fn listen_addr(s: &str) -> Result<(), Problem> {
     s.parse::<std::net::SocketAddr>().map(|_| ()).map_err(|_| {
-        problem(
+        Problem::new(
             format!("`{s}` is not an address to listen on"),
             "write an IP address and port, e.g. `0.0.0.0:8000` or `[::]:8000`",
         )
@@ -287,12 +270,17 @@ pub fn cidr(s: &str) -> Result<(), Problem> {
     let help = "write an address (`10.0.0.5`) or a CIDR block (`10.0.0.0/8`, `fd00::/8`)";
     let ip: std::net::IpAddr = addr
         .parse()
-        .map_err(|_| problem(format!("`{s}` is not an IP address or CIDR block"), help))?;
+        .map_err(|_| Problem::new(format!("`{s}` is not an IP address or CIDR block"), help))?;
     if let Some(l) = len {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         match l.parse::<u8>() {
             Ok(n) if n <= max => {}
-            _ => return Err(problem(format!("`{s}` has an invalid prefix length"), help)),
+            _ => {
+                return Err(Problem::new(
+                    format!("`{s}` has an invalid prefix length"),
+                    help,
+                ))
+            }
         }
     }
     Ok(())
@@ -308,7 +296,7 @@ pub fn gateway_name(s: &str) -> Result<(), Problem> {
     if ok {
         Ok(())
     } else {
-        Err(problem(
+        Err(Problem::new(
             format!("gateway name `{s}` is not a plain token"),
             "use letters, digits, `-`, `_` and `.` (at most 64): it is sent in `Via` and `X-Service-Name`",
         ))
@@ -323,7 +311,7 @@ pub fn ident(kind: &str, s: &str) -> Result<(), Problem> {
     if ok {
         Ok(())
     } else {
-        Err(problem(
+        Err(Problem::new(
             format!("{kind} name `{s}` is not a lower-case identifier"),
             "start with a letter; use a-z, 0-9, `_` and `-`",
         ))

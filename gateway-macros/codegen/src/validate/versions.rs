@@ -2,55 +2,12 @@
 //! version's upstream, and deprecation dates turned into header values at
 //! build time.
 
-use super::pattern::{Part, Pattern, Problem};
 use super::Ctx;
+use crate::diag::Problem;
+use crate::ir::dates::days_from_civil;
+use crate::ir::pattern::{Part, Pattern};
+use crate::ir::traffic::{DeprecatedIr, VersionIr, VersionsIr};
 use crate::spec::{SpecPath, Versions};
-
-fn problem(message: impl Into<String>, help: impl Into<String>) -> Problem {
-    Problem {
-        message: message.into(),
-        help: help.into(),
-    }
-}
-
-/// A route's checked versions.
-#[derive(Debug, Clone)]
-pub struct VersionsIr {
-    /// The vendor of the media type.
-    pub vendor: String,
-    /// Index into `live` of the default version.
-    pub default: usize,
-    /// The live versions, in spec order (oldest first).
-    pub live: Vec<VersionIr>,
-}
-
-/// One checked version.
-#[derive(Debug, Clone)]
-pub struct VersionIr {
-    /// Its name.
-    pub name: String,
-    /// Index of its service.
-    pub service: usize,
-    /// Its upstream template as written.
-    pub upstream_text: String,
-    /// The parsed template.
-    pub template: Vec<Part>,
-    /// Deprecation, if any.
-    pub deprecated: Option<DeprecatedIr>,
-}
-
-/// A checked deprecation notice.
-#[derive(Debug, Clone)]
-pub struct DeprecatedIr {
-    /// Unix seconds of `since`.
-    pub since: i64,
-    /// Unix seconds of `sunset`.
-    pub sunset: Option<i64>,
-    /// The `Link` target.
-    pub link: Option<String>,
-    /// 410 after the sunset.
-    pub gone_after_sunset: bool,
-}
 
 /// Checks one version's `service` and `upstream` as a route's own are.
 pub(super) type CheckUpstream<'a> = dyn FnMut(
@@ -78,7 +35,7 @@ pub(super) fn check_versions(
     if !vendor_ok {
         cx.error(
             &at.key("vendor"),
-            problem(
+            Problem::new(
                 format!("`{}` is not a media-type vendor", v.vendor),
                 "use lowercase letters, digits, `.` and `-`, e.g. `aegis` for `application/vnd.aegis.v1+json`",
             ),
@@ -87,7 +44,7 @@ pub(super) fn check_versions(
     if v.live.is_empty() {
         cx.error(
             &at.key("live"),
-            problem(
+            Problem::new(
                 "a versioned route needs at least one live version",
                 "list the versions under `live:`, oldest first",
             ),
@@ -102,7 +59,7 @@ pub(super) fn check_versions(
             ok = false;
             cx.error(
                 &vat.key("version"),
-                problem(
+                Problem::new(
                     format!("`{}` is not a version name", ver.version),
                     "use letters, digits, `.`, `_` and `-`, e.g. `2` or `2024-06-01`",
                 ),
@@ -112,7 +69,7 @@ pub(super) fn check_versions(
             ok = false;
             cx.error(
                 &vat.key("version"),
-                problem(
+                Problem::new(
                     format!("version `{}` is listed twice", ver.version),
                     "give each live version its own name",
                 ),
@@ -149,7 +106,7 @@ pub(super) fn check_versions(
         }
         cx.error(
             &at.key("default"),
-            problem(
+            Problem::new(
                 format!("default version `{}` is not live", v.default),
                 format!("use one of: {}", names.join(", ")),
             ),
@@ -190,7 +147,7 @@ fn check_deprecated(
             ok = false;
             cx.error(
                 &at.key("sunset"),
-                problem(
+                Problem::new(
                     "the sunset comes before the deprecation",
                     "a version is deprecated first and retired later",
                 ),
@@ -205,7 +162,7 @@ fn check_deprecated(
         if !valid {
             cx.error(
                 &at.key("link"),
-                problem(
+                Problem::new(
                     format!("`{link}` is not a link a header can carry"),
                     "use an absolute `https://` URL without spaces or `<>\"`",
                 ),
@@ -217,7 +174,7 @@ fn check_deprecated(
     if gone && sunset.is_none() {
         cx.error(
             &at.key("gone_after_sunset"),
-            problem(
+            Problem::new(
                 "`gone_after_sunset` needs a `sunset` date",
                 "add `sunset:`, or remove `gone_after_sunset`",
             ),
@@ -231,7 +188,7 @@ fn check_deprecated(
         if s <= now {
             cx.warn(
                 &at.key("sunset"),
-                problem(
+                Problem::new(
                     format!(
                         "version `{name}` is past its sunset ({})",
                         d.sunset.as_deref().unwrap_or("")
@@ -259,7 +216,7 @@ fn check_deprecated(
 /// `YYYY-MM-DD` (midnight UTC) or `YYYY-MM-DDTHH:MM:SSZ`, as Unix seconds.
 pub fn parse_date(s: &str) -> Result<i64, Problem> {
     let bad = || {
-        problem(
+        Problem::new(
             format!("`{s}` is not a date"),
             "write `2026-06-30` or `2026-06-30T12:00:00Z` (UTC)",
         )
@@ -324,50 +281,10 @@ pub fn parse_date(s: &str) -> Result<i64, Problem> {
     Ok(days_from_civil(y, m, dd) * 86_400 + secs)
 }
 
-/// Days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 IMF-fixdate).
-pub fn imf_fixdate(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // civil_from_days
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        DAYS[days.rem_euclid(7) as usize],
-        d,
-        MONTHS[m as usize - 1],
-        y,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::dates::imf_fixdate;
 
     #[test]
     fn dates_round_trip_to_imf_fixdate() {
