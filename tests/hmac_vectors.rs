@@ -11,65 +11,14 @@ use gateway::auth::hmac::{Admits, HmacVerifier, HmacVersions, ServiceAuthSpec, S
 use gateway::auth::SigningHeaders;
 use gateway::config::StartupEnv;
 use http::HeaderValue;
-use serde_json::Value;
 use sha2::Digest;
 
-/// One vector: every field as a string (`""` when the vector has none).
-#[derive(Debug)]
-struct Vector {
-    version: String,
-    note: String,
-    secret: String,
-    method: String,
-    path: String,
-    path_and_query: String,
-    timestamp: String,
-    nonce: String,
-    service: String,
-    tenant: String,
-    body: String,
-    body_sha256: String,
-    canonical: String,
-    header: String,
-}
+/// The vector file, from this crate's manifest directory.
+const FILE: &str = "tests/vectors/hmac.json";
 
-fn vectors() -> Vec<Vector> {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/hmac.json");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
-    let json: Value = serde_json::from_str(&text).unwrap();
-    let field = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
-    let all: Vec<Vector> = json["vectors"]
-        .as_array()
-        .expect("a `vectors` array")
-        .iter()
-        .map(|v| Vector {
-            version: field(v, "version"),
-            note: field(v, "note"),
-            secret: field(v, "secret"),
-            method: field(v, "method"),
-            path: field(v, "path"),
-            path_and_query: field(v, "path_and_query"),
-            timestamp: field(v, "timestamp"),
-            nonce: field(v, "nonce"),
-            service: field(v, "service"),
-            tenant: field(v, "tenant"),
-            body: field(v, "body"),
-            body_sha256: field(v, "body_sha256"),
-            canonical: field(v, "canonical"),
-            header: field(v, "header"),
-        })
-        .collect();
-    assert!(
-        all.iter().filter(|v| v.version == "v1").count() >= 3
-            && all.iter().filter(|v| v.version == "v2").count() >= 4,
-        "the vector file lost vectors"
-    );
-    for v in &all {
-        assert!(v.version == "v1" || v.version == "v2", "{v:?}");
-        assert!(!v.secret.is_empty() && !v.canonical.is_empty() && !v.header.is_empty());
-    }
-    all
-}
+#[path = "vectors/load.rs"]
+mod load;
+use load::{vectors, Vector};
 
 fn header(s: &str) -> Option<HeaderValue> {
     (!s.is_empty()).then(|| HeaderValue::from_str(s).unwrap())
