@@ -641,11 +641,9 @@ mod identity {
     gateway_macros::spec!("tests/specs/identity.yaml");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn audience_and_tenant_claims_when_configured() {
-    let up = echo_upstream("backend").await;
-    let lines = Lines::default();
-    let secret = "identity-jwt-secret";
+/// The identity spec in front of `up`, its JWTs signed with `secret`,
+/// access-log lines into `lines`.
+async fn start_identity(up: std::net::SocketAddr, secret: &str, lines: &Lines) -> Running {
     let (gw, _) = start_shared::<identity::Spec>(
         &[
             ("ID_BACKEND_URL", format!("http://{up}")),
@@ -658,6 +656,15 @@ async fn audience_and_tenant_claims_when_configured() {
         AccessSink::Memory(lines.clone()),
     )
     .await;
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audience_and_tenant_claims_when_configured() {
+    let up = echo_upstream("backend").await;
+    let lines = Lines::default();
+    let secret = "identity-jwt-secret";
+    let gw = start_identity(up, secret, &lines).await;
     let token = |aud: Value| {
         let c =
             json!({"sub": "u1", "iss": "id-issuer", "aud": aud, "org": "acme", "exp": now() + 600});
@@ -717,18 +724,7 @@ async fn claims_that_cannot_be_forwarded_fail_closed() {
     let up = echo_upstream("backend").await;
     let lines = Lines::default();
     let secret = "identity-jwt-secret";
-    let (gw, _) = start_shared::<identity::Spec>(
-        &[
-            ("ID_BACKEND_URL", format!("http://{up}")),
-            ("ID_JWT_SECRET", secret.into()),
-            ("ID_BILLING_SECRET", "b".into()),
-            ("ID_REPORTING_SECRET", "r".into()),
-            ("ID_SHARED_SECRET", "s".into()),
-            ("ID_SERVICE_TOKEN", "t".into()),
-        ],
-        AccessSink::Memory(lines.clone()),
-    )
-    .await;
+    let gw = start_identity(up, secret, &lines).await;
     let token = |extra: Value| {
         let mut c = json!({"sub": "dave", "roles": ["viewer", "editor"], "iss": "id-issuer",
             "aud": "gateway", "org": "acme", "exp": now() + 600});
